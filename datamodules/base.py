@@ -1,0 +1,313 @@
+"""The batch contract and the datamodule base class every dataset builds on.
+
+Every training batch is ``(index, views, label)``:
+
+- ``index`` (B,) int64: the image's position in the training split, so an
+  index-addressed memory bank can find its entry;
+- ``views``: one augmented view (B, C, H, W) when ``num_views == 1``, else a
+  list of ``num_views`` such tensors (two for in-batch or queue negatives);
+- ``label`` (B,) int64: the class, used only by the metrics and linear evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from datamodules import transforms as T
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is missing on disk and could not be downloaded."""
+
+
+class IndexedDataset(Dataset):
+    """Wraps an ``(image, label)`` dataset into ``(index, views, label)`` items.
+
+    Args:
+        dataset: any map-style dataset returning ``(image, label)``.
+        transform: applied to the image once per view.
+        num_views: how many independently augmented views of each image to return.
+    """
+
+    def __init__(self, dataset: Dataset, transform: Callable | None, num_views: int = 1) -> None:
+        if num_views < 1:
+            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        self.dataset = dataset
+        self.transform = transform
+        self.num_views = num_views
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _view(self, image: Any) -> Any:
+        return self.transform(image) if self.transform is not None else image
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        if self.num_views == 1:
+            return index, self._view(image), int(label)
+        return index, [self._view(image) for _ in range(self.num_views)], int(label)
+
+
+AugmentationChoice = Literal["auto", "pretrain", "linear", "none"]
+
+
+class ContrastiveDataModule(pl.LightningDataModule):
+    """Base class: loaders with the batch contract, the per-device batch split and a held-out split.
+
+    Subclasses implement :meth:`_load_split` (returns the raw ``(image, label)`` dataset of
+    ``"train"`` or ``"test"``), :meth:`_check_available` and set :attr:`num_classes`,
+    :attr:`dataset_name` and the augmentation presets.
+
+    Args:
+        data_dir: folder holding (or receiving) the dataset files.
+        batch_size: the GLOBAL batch size; each of the ``world_size`` processes loads
+            ``batch_size // world_size`` images per step.
+        eval_batch_size: global batch size of the non-augmented loaders (metrics, test).
+        num_workers: data-loading worker processes per device.
+        num_views: augmented views per image and step (1 for a memory bank, 2 for
+            in-batch or queue negatives).
+        augmentation: training augmentation: ``pretrain`` (the paper's contrastive
+            pipeline), ``linear`` (the linear-evaluation pipeline), ``none`` (the eval
+            transform) or ``auto`` (whatever the LightningModule asks for through its
+            ``augmentation_stage`` attribute; ``pretrain`` if it says nothing).
+        flip: random horizontal flip in the pretraining pipeline (the paper lists it;
+            the author's code had it commented out).
+        val_fraction: fraction of the training split held out (stratified by nothing,
+            a seeded random subset) as a validation split for model selection; 0 uses
+            the test split for validation, as the paper's code did.
+        split_seed: seed of the held-out split.
+        download: download the dataset in ``prepare_data`` when it is missing.
+        pin_memory: pin host memory in the loaders (faster host-to-GPU copies).
+        drop_last: drop the last incomplete training batch.
+    """
+
+    num_classes: int = 0
+    dataset_name: str = "dataset"
+    #: official training-split size, used for linking before the files exist
+    official_train_size: int = 0
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        num_workers: int = 4,
+        num_views: int = 1,
+        augmentation: AugmentationChoice = "auto",
+        flip: bool = True,
+        val_fraction: float = 0.0,
+        split_seed: int = 0,
+        download: bool = True,
+        pin_memory: bool = True,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {eval_batch_size}")
+        if num_views < 1:
+            raise ValueError(f"num_views must be >= 1, got {num_views}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        self.data_dir = Path(data_dir).expanduser()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.num_views = num_views
+        self.augmentation = augmentation
+        self.flip = flip
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.download = download
+        self.pin_memory = pin_memory
+        self.drop_last = drop_last
+        self._splits: dict[str, Dataset] = {}
+
+    # ----------------------------------------------------------------- subclass API
+    def _load_split(self, split: Literal["train", "test"]) -> Dataset:
+        """Return the raw ``(PIL image, label)`` dataset of ``split``."""
+        raise NotImplementedError
+
+    def _check_available(self) -> None:
+        """Raise :class:`DatasetNotFoundError` naming the expected path if files are missing."""
+        raise NotImplementedError
+
+    def _download(self) -> None:
+        """Fetch the dataset files (called by ``prepare_data`` when they are missing)."""
+        raise NotImplementedError
+
+    def _is_available(self) -> bool:
+        try:
+            self._check_available()
+        except DatasetNotFoundError:
+            return False
+        return True
+
+    def _count_train(self) -> int:
+        """Number of images of the full training split on disk (subclasses may do it cheaper)."""
+        return len(self._raw("train"))
+
+    def transform_for(self, stage: Literal["pretrain", "linear", "none"]) -> Callable:
+        """The training transform of ``stage`` for this dataset."""
+        return T.build(self.preset, stage, flip=self.flip)
+
+    preset: str = "cifar"
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_train_samples(self) -> int:
+        """Size of the training split the model trains on (after any held-out split).
+
+        Read from disk when the files are there; before the download it is the
+        official size, which :meth:`setup` checks once the files exist.
+        """
+        full = self._count_train() if self._is_available() else self.official_train_size
+        return full - self._num_held_out(full)
+
+    def _num_held_out(self, full: int) -> int:
+        return int(math.floor(full * self.val_fraction))
+
+    @property
+    def world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.world_size if trainer is not None else 1
+
+    @property
+    def per_device_batch_size(self) -> int:
+        return self._split_batch(self.batch_size, "batch_size")
+
+    @property
+    def per_device_eval_batch_size(self) -> int:
+        return max(1, self.eval_batch_size // self.world_size)
+
+    def _split_batch(self, global_size: int, name: str) -> int:
+        world = self.world_size
+        if global_size % world:
+            raise ValueError(
+                f"{name}={global_size} is the global batch size and must be divisible by the "
+                f"number of processes ({world}); choose a multiple of {world}."
+            )
+        return global_size // world
+
+    # ------------------------------------------------------------------- lifecycle
+    def prepare_data(self) -> None:
+        if self._is_available():
+            return
+        if not self.download:
+            self._check_available()  # raises with the expected path
+        try:
+            self._download()
+        except Exception as err:  # urllib, ssl, socket, http errors: all mean "not here"
+            try:
+                self._check_available()
+            except DatasetNotFoundError as missing:
+                raise DatasetNotFoundError(f"{missing}\nThe download failed: {err!r}") from None
+            raise
+
+    def _raw(self, split: Literal["train", "test"]) -> Dataset:
+        if split not in self._splits:
+            self._check_available()
+            self._splits[split] = self._load_split(split)
+        return self._splits[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        self._check_available()
+        self._raw("train")
+        self._raw("test")
+        _ = self.per_device_batch_size  # fail now, not at the first batch, on a bad split
+
+    def _train_indices(self) -> tuple[list[int] | None, list[int] | None]:
+        """(train, held-out) positions in the full training split; None, None without a held-out split."""
+        full = len(self._raw("train"))
+        held = self._num_held_out(full)
+        if held == 0:
+            return None, None
+        perm = torch.randperm(full, generator=torch.Generator().manual_seed(self.split_seed)).tolist()
+        return sorted(perm[held:]), sorted(perm[:held])
+
+    def train_split(self) -> Dataset:
+        """The raw training images the model trains on (the held-out ones removed)."""
+        train_idx, _ = self._train_indices()
+        raw = self._raw("train")
+        return raw if train_idx is None else Subset(raw, train_idx)
+
+    def _resolve_stage(self) -> str:
+        if self.augmentation != "auto":
+            return self.augmentation
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        return getattr(module, "augmentation_stage", "pretrain")
+
+    # ------------------------------------------------------------------- loaders
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False,
+                sampler: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            drop_last=drop_last,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        stage = self._resolve_stage()
+        dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
+        return self._loader(dataset, self.per_device_batch_size, shuffle=True, drop_last=self.drop_last)
+
+    def val_dataloader(self) -> DataLoader:
+        _, held_idx = self._train_indices()
+        if held_idx is None:
+            return self.test_dataloader()
+        dataset = IndexedDataset(Subset(self._raw("train"), held_idx), self.eval_transform())
+        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        dataset = IndexedDataset(self._raw("test"), self.eval_transform())
+        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False)
+
+    def eval_transform(self) -> Callable:
+        return T.build(self.preset, "none", flip=False)
+
+    def eval_dataloader(self, split: Literal["train", "test"], distributed: bool | None = None) -> DataLoader:
+        """Non-augmented loader over ``split`` for metrics, in dataset order.
+
+        ``train`` is the split the model trains on, so its indices address the memory
+        bank. Under data parallelism each process reads its shard (``distributed``
+        defaults to ``world_size > 1``); the sampler pads with repeated indices, which
+        callers remove by scattering through the index.
+        """
+        data = self.train_split() if split == "train" else self._raw("test")
+        dataset = IndexedDataset(data, self.eval_transform())
+        distributed = self.world_size > 1 if distributed is None else distributed
+        sampler = None
+        if distributed:
+            sampler = DistributedSampler(dataset, shuffle=False, num_replicas=self.world_size,
+                                         rank=self.trainer.global_rank)
+        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler)
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance: the dataset's name, its location and the sizes of its splits."""
+        return {
+            "name": self.dataset_name,
+            "data_dir": str(self.data_dir),
+            "num_train_samples": self.num_train_samples,
+            "num_classes": self.num_classes,
+            "val_fraction": self.val_fraction,
+        }
+
+
+def as_views(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The views of a batch as a list, whatever ``num_views`` was."""
+    return list(images) if isinstance(images, (list, tuple)) else [images]

@@ -1,0 +1,106 @@
+"""CIFAR-10 and CIFAR-100 on torchvision's datasets (official python-pickle format)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Literal
+
+from torch.utils.data import Dataset
+from torchvision import datasets
+
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+
+
+def _unverified(cls: type) -> type:
+    """A torchvision CIFAR class that checks files exist instead of their MD5 sums.
+
+    For CIFAR-format subsets and test fixtures; the real release is verified by default.
+    """
+
+    class Unverified(cls):  # type: ignore[misc, valid-type]
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            with open(os.path.join(self.root, self.base_folder, self.meta["filename"]), "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+    Unverified.__name__ = f"Unverified{cls.__name__}"
+    return Unverified
+
+
+class CIFAR10DataModule(ContrastiveDataModule):
+    """CIFAR-10 (50,000 train / 10,000 test, 32x32, 10 classes) with the paper's pipelines.
+
+    Expects ``<data_dir>/cifar-10-batches-py/`` (the extracted official
+    ``cifar-10-python.tar.gz``); ``prepare_data`` downloads it when missing.
+
+    Args:
+        verify_checksums: check the files' MD5 sums against the official release;
+            turn off for a CIFAR-format subset.
+        **kwargs: see :class:`~datamodules.base.ContrastiveDataModule`.
+    """
+
+    num_classes = 10
+    dataset_name = "cifar10"
+    official_train_size = 50_000
+    preset = "cifar"
+    _tv_class = datasets.CIFAR10
+    _url_hint = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+    def __init__(self, *args, verify_checksums: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.verify_checksums = verify_checksums
+
+    @property
+    def _folder(self) -> Path:
+        return self.data_dir / self._tv_class.base_folder
+
+    def _dataset_class(self) -> type:
+        return self._tv_class if self.verify_checksums else _unverified(self._tv_class)
+
+    def _check_available(self) -> None:
+        names = [n for n, _ in self._tv_class.train_list + self._tv_class.test_list]
+        names.append(self._tv_class.meta["filename"])
+        missing = [n for n in names if not (self._folder / n).is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{self.dataset_name} not found: expected {', '.join(missing)} in {self._folder}. "
+                f"Download {self._url_hint} and extract it into {self.data_dir} (it creates "
+                f"{self._tv_class.base_folder}/), or run once with internet access and download=True."
+            )
+
+    def _download(self) -> None:
+        self._tv_class(str(self.data_dir), train=True, download=True)
+
+    def _load_split(self, split: Literal["train", "test"]) -> Dataset:
+        try:
+            return self._dataset_class()(str(self.data_dir), train=split == "train", download=False)
+        except RuntimeError as err:  # torchvision's "not found or corrupted"
+            raise DatasetNotFoundError(
+                f"{self.dataset_name} files in {self._folder} failed torchvision's check ({err}). "
+                "Re-download them, or pass verify_checksums=False for a CIFAR-format subset."
+            ) from None
+
+    def _count_train(self) -> int:
+        return len(self._raw("train"))
+
+
+class CIFAR100DataModule(CIFAR10DataModule):
+    """CIFAR-100 (50,000 train / 10,000 test, 32x32, 100 fine classes) with the paper's pipelines.
+
+    Expects ``<data_dir>/cifar-100-python/`` (the extracted official ``cifar-100-python.tar.gz``).
+
+    Args:
+        verify_checksums: check the files' MD5 sums against the official release.
+        **kwargs: see :class:`~datamodules.base.ContrastiveDataModule`.
+    """
+
+    num_classes = 100
+    dataset_name = "cifar100"
+    _tv_class = datasets.CIFAR100
+    _url_hint = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"

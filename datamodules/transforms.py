@@ -1,0 +1,102 @@
+"""Augmentation presets: the one place that defines every pipeline of the paper.
+
+A preset names a dataset family (``cifar``, ``svhn``, ``imagenet``); a stage names
+what the pipeline is for: ``pretrain`` (contrastive views), ``linear`` (training the
+linear classifier) or ``none`` (evaluation: no randomness). Values follow
+``../shared/docs/paper-notes.md`` (section "Recipe").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Literal
+
+import torch
+from torchvision.transforms import v2
+
+Stage = Literal["pretrain", "linear", "none"]
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)  # the author's values (not the true per-channel std)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The numbers of one dataset family's pipelines."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    jitter: float = 0.4  # brightness, contrast, saturation and hue strength
+    jitter_p: float = 1.0  # the author's code applies colour jitter always
+    grayscale_p: float = 0.2
+    blur: bool = False  # random Gaussian blur (ImageNet-100 only, per the paper)
+    linear: Literal["flip", "jitter", "crop"] = "flip"  # linear-eval augmentation kind
+    eval_resize: int | None = None  # resize before the centre crop at evaluation
+
+
+PRESETS: dict[str, Preset] = {
+    "cifar": Preset(size=32, mean=CIFAR_MEAN, std=CIFAR_STD, linear="flip"),
+    "svhn": Preset(size=32, mean=CIFAR_MEAN, std=CIFAR_STD, linear="jitter"),
+    "imagenet": Preset(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, blur=True, linear="crop",
+                       eval_resize=256),
+}
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """The preset called ``name``, with any field replaced by ``overrides``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+def _to_tensor(p: Preset) -> list:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(p.mean, p.std)]
+
+
+def pretrain_transform(p: Preset, flip: bool = True) -> v2.Compose:
+    """The paper's contrastive view: crop, colour jitter, grayscale, (flip), (blur)."""
+    ops: list = [v2.RandomResizedCrop(p.size, scale=p.crop_scale, antialias=True)]
+    jitter = v2.ColorJitter(p.jitter, p.jitter, p.jitter, min(p.jitter, 0.5))
+    ops.append(jitter if p.jitter_p >= 1.0 else v2.RandomApply([jitter], p=p.jitter_p))
+    ops.append(v2.RandomGrayscale(p=p.grayscale_p))
+    if flip:
+        ops.append(v2.RandomHorizontalFlip())
+    if p.blur:
+        kernel = 2 * (p.size // 20) + 1  # about 10% of the image side, odd, as in SimCLR
+        ops.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5))
+    return v2.Compose(ops + _to_tensor(p))
+
+
+def linear_transform(p: Preset) -> v2.Compose:
+    """The linear-evaluation training augmentation of the paper's recipe."""
+    if p.linear == "flip":
+        ops: list = [v2.RandomHorizontalFlip()]
+    elif p.linear == "jitter":
+        ops = [v2.ColorJitter(0.4, 0.4, 0.4, 0.4), v2.RandomGrayscale(p=0.2)]
+    else:
+        ops = [v2.RandomResizedCrop(p.size, antialias=True), v2.RandomHorizontalFlip()]
+    return v2.Compose(ops + _to_tensor(p))
+
+
+def eval_transform(p: Preset) -> v2.Compose:
+    """Deterministic: (resize and centre crop for large images), tensor, normalise."""
+    ops: list = []
+    if p.eval_resize is not None:
+        ops += [v2.Resize(p.eval_resize, antialias=True), v2.CenterCrop(p.size)]
+    return v2.Compose(ops + _to_tensor(p))
+
+
+def build(preset: str | Preset, stage: Stage, flip: bool = True) -> Callable:
+    """The transform of ``stage`` for ``preset`` (a name from :data:`PRESETS` or a :class:`Preset`)."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    if stage == "pretrain":
+        return pretrain_transform(p, flip=flip)
+    if stage == "linear":
+        return linear_transform(p)
+    if stage == "none":
+        return eval_transform(p)
+    raise ValueError(f"unknown augmentation stage {stage!r}; choose pretrain, linear or none")
