@@ -1,0 +1,267 @@
+"""Where the keys g(x_j) come from: a memory bank (the paper), the batch itself or a momentum queue.
+
+A :class:`NegativeSource` turns one training batch into the similarities every loss
+takes, ``pos`` (B',) and ``neg`` (B', K), and keeps whatever state it needs between
+steps. The LightningModule calls, per step::
+
+    pos, neg = source(embed, index, views)   # inside training_step, with gradients
+    ...optimiser step...
+    source.update()                          # after the step (on_train_batch_end)
+
+``embed`` maps images to L2-normalised embeddings with gradients. Similarities are
+computed in fp32 even under mixed precision: at tau = 0.07 a bf16 similarity is only
+good to about 0.004, i.e. 0.06 in the logit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_modules import distributed as D
+
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _fp32_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        return a.float() @ b.float()
+
+
+def drop_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """Remove column ``column[i]`` from row i: (B, N) -> (B, N - 1), without a host sync.
+
+    Row i keeps columns ``j < column[i]`` in place and shifts the others left by one.
+    """
+    n = logits.shape[1]
+    j = torch.arange(n - 1, device=logits.device)  # (N-1,)
+    keep_left = j.unsqueeze(0) < column.unsqueeze(1)  # (B, N-1)
+    return torch.where(keep_left, logits[:, :-1], logits[:, 1:])  # (B, N-1)
+
+
+class NegativeSource(nn.Module):
+    """Base class of the negatives' sources.
+
+    Subclasses set :attr:`num_views` (augmented views per image they need) and
+    implement :meth:`forward` and, if they keep state, :meth:`update`.
+    """
+
+    #: augmented views per image and step that this source needs from the datamodule
+    num_views: int = 1
+
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
+        """Called once by the LightningModule's ``__init__`` with the encoder and the data's size."""
+
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Apply the state change of the last :meth:`forward` (after the optimiser step)."""
+
+
+class MemoryBank(NegativeSource):
+    """Instance discrimination against a bank of one entry per training image (Wu et al. 2018).
+
+    The positive key of image i is its bank entry ``m_i``; the negatives are all other
+    N - 1 entries (the full softmax, no sampling). After each optimiser step the entries
+    of the batch move towards the new embeddings:
+    ``m_i <- normalize(momentum * m_i + (1 - momentum) * f(x_i))``, so ``momentum`` is
+    the weight of the OLD entry (0.5 in the paper). Under data parallelism every process
+    applies every process's updates, so all ranks keep the same bank.
+
+    Args:
+        size: number of entries, the training-split size; None takes it from the data
+            (the module's ``num_samples``). A given size must match the data.
+        dim: embedding dimension, the encoder head's output size.
+        momentum: weight of the old entry in the update, in [0, 1).
+        normalize_init: start from unit-norm rows (default); False keeps the author's
+            raw uniform initialisation in [-1/sqrt(dim/3), 1/sqrt(dim/3)].
+    """
+
+    num_views = 1
+
+    def __init__(self, size: int | None = None, dim: int = 128, momentum: float = 0.5,
+                 normalize_init: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.momentum = momentum
+        self.dim = dim
+        self.normalize_init = normalize_init
+        self.register_buffer("bank", torch.empty(0, dim))
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        if size is not None:
+            self._allocate(size)
+
+    def _allocate(self, size: int) -> None:
+        if size < 2:
+            raise ValueError(f"the memory bank needs at least 2 entries, got size={size}")
+        bound = 1.0 / math.sqrt(self.dim / 3)  # the author's init: unit variance per coordinate times 1/dim
+        bank = torch.rand(size, self.dim) * (2 * bound) - bound  # (N, d)
+        if self.normalize_init:
+            bank = F.normalize(bank, dim=1)
+        self.bank = bank
+
+    @property
+    def size(self) -> int:
+        return self.bank.shape[0]
+
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
+        if dim != self.dim:
+            raise ValueError(f"MemoryBank dim={self.dim} does not match the encoder's output dim {dim}; "
+                             f"set the bank's dim to {dim}")
+        if self.size == 0:
+            self._allocate(num_samples)
+        elif self.size != num_samples:
+            raise ValueError(
+                f"MemoryBank size={self.size} does not match the {num_samples} training images; "
+                "leave size unset (null) to take it from the data")
+
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        q = embed(views[0]).float()  # (B, d)
+        logits = _fp32_matmul(q, self.bank.t())  # (B, N)
+        pos = logits.gather(1, index.unsqueeze(1)).squeeze(1)  # (B,)
+        neg = drop_column(logits, index)  # (B, N-1)
+        self._pending = (index, q.detach())
+        return pos, neg
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self._pending is None:
+            return
+        index, features = self._pending
+        self._pending = None
+        self.write(D.gather(index), D.gather(features))
+
+    @torch.no_grad()
+    def write(self, index: torch.Tensor, features: torch.Tensor) -> None:
+        """Momentum-update the entries ``index`` (M,) with ``features`` (M, d), in place.
+
+        An index may repeat (a distributed sampler pads its last batch with repeats):
+        every copy then writes the value computed from the index's FIRST occurrence, so
+        the result does not depend on the order of the scatter. Rows whose features are
+        not finite leave their entry unchanged (the step's NaN check reports them).
+        """
+        m = index.shape[0]
+        position = torch.arange(m, device=index.device)  # (M,)
+        first = torch.full((self.size,), m, dtype=torch.long, device=index.device)
+        first.scatter_reduce_(0, index, position, reduce="amin")  # first occurrence per entry
+        source = first[index]  # (M,) row whose features each copy uses
+        features = features.to(self.bank.dtype)[source]  # (M, d)
+        old = self.bank[index]  # (M, d)
+        new = F.normalize(self.momentum * old + (1.0 - self.momentum) * features, dim=1)
+        finite = torch.isfinite(new).all(dim=1, keepdim=True)  # (M, 1)
+        self.bank.index_copy_(0, index, torch.where(finite, new, old))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, dim={self.dim}, momentum={self.momentum}"
+
+
+class InBatchNegatives(NegativeSource):
+    """SimCLR-style negatives: two views per image; every other view in the (global) batch is a negative.
+
+    For view a of image i the positive is view b of the same image and the negatives
+    are the 2 * (B_global - 1) views of the other images. Under data parallelism the
+    keys are gathered (with gradients) from all ranks and the positive of local anchor
+    i on rank r sits at ``r * B + i`` of each gathered view.
+    """
+
+    num_views = 2
+
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        b = views[0].shape[0]
+        z = embed(torch.cat(views[:2], dim=0)).float()  # (2B, d): one forward keeps BatchNorm stats joint
+        z1, z2 = z[:b], z[b:]  # (B, d) each
+        k1, k2 = D.gather(z1, with_grad=True), D.gather(z2, with_grad=True)  # (W*B, d) each
+        keys = torch.cat([k1, k2], dim=0)  # (2WB, d)
+        total = k1.shape[0]  # W*B
+        own = D.rank() * b + torch.arange(b, device=z.device)  # (B,) this rank's images in the gathered batch
+        queries = torch.cat([z1, z2], dim=0)  # (2B, d)
+        sims = _fp32_matmul(queries, keys.t())  # (2B, 2WB)
+        self_col = torch.cat([own, own + total])  # (2B,) each query's own column
+        pos_col = torch.cat([own + total, own])  # (2B,) the other view of the same image
+        pos = sims.gather(1, pos_col.unsqueeze(1)).squeeze(1)  # (2B,)
+        # drop the two columns of the query's own image: self first, then the positive
+        lo, hi = torch.minimum(self_col, pos_col), torch.maximum(self_col, pos_col)
+        neg = drop_column(drop_column(sims, hi), lo)  # (2B, 2WB - 2)
+        return pos, neg
+
+
+class MomentumQueue(NegativeSource):
+    """MoCo-style negatives: keys from a momentum copy of the encoder, negatives from a FIFO queue.
+
+    Two views per image: the query comes from view 1 through the encoder, its positive
+    key from view 2 through the momentum encoder (no gradient); the negatives are the
+    ``queue_size`` most recent keys. After each step the momentum encoder moves towards
+    the encoder, ``theta_k <- m * theta_k + (1 - m) * theta_q``, and the batch's keys
+    (gathered from all ranks) replace the oldest entries of the queue.
+
+    Args:
+        queue_size: number of negatives kept; must be a multiple of the global batch size.
+        dim: embedding dimension, the encoder head's output size.
+        encoder_momentum: m above (0.999 in MoCo).
+    """
+
+    num_views = 2
+
+    def __init__(self, queue_size: int = 4096, dim: int = 128, encoder_momentum: float = 0.999) -> None:
+        super().__init__()
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        if not 0.0 <= encoder_momentum <= 1.0:
+            raise ValueError(f"encoder_momentum must be in [0, 1], got {encoder_momentum}")
+        self.dim = dim
+        self.encoder_momentum = encoder_momentum
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))  # (Q, d)
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        self.key_encoder: nn.Module | None = None
+        self._encoder: list[nn.Module] = []  # a list, so the online encoder is not registered twice
+        self._pending: torch.Tensor | None = None
+
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
+        if dim != self.dim:
+            raise ValueError(f"MomentumQueue dim={self.dim} does not match the encoder's output dim {dim}")
+        self._encoder = [encoder]
+        self.key_encoder = copy.deepcopy(encoder)
+        self.key_encoder.requires_grad_(False)
+
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.key_encoder is None:
+            raise RuntimeError("MomentumQueue.bind(encoder, ...) must be called before use")
+        q = embed(views[0]).float()  # (B, d)
+        with torch.no_grad():
+            k = F.normalize(self.key_encoder(views[1]).float(), dim=1)  # (B, d)
+        pos = (q * k).sum(dim=1)  # (B,)
+        neg = _fp32_matmul(q, self.queue.clone().t())  # (B, Q)
+        self._pending = k
+        return pos, neg
+
+    @torch.no_grad()
+    def update(self) -> None:
+        if self._pending is None or self.key_encoder is None:
+            return
+        keys = D.gather(self._pending)  # (W*B, d)
+        self._pending = None
+        for p_k, p_q in zip(self.key_encoder.parameters(), self._encoder[0].parameters()):
+            p_k.mul_(self.encoder_momentum).add_(p_q.detach(), alpha=1.0 - self.encoder_momentum)
+        for b_k, b_q in zip(self.key_encoder.buffers(), self._encoder[0].buffers()):
+            b_k.copy_(b_q)
+        size = self.queue.shape[0]
+        slots = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size  # (W*B,)
+        self.queue.index_copy_(0, slots, keys.to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)
+
+    def extra_repr(self) -> str:
+        return f"queue_size={self.queue.shape[0]}, dim={self.dim}, encoder_momentum={self.encoder_momentum}"
