@@ -55,6 +55,19 @@ class IndexedDataset(Dataset):
         return index, [self._view(image) for _ in range(self.num_views)], int(label)
 
 
+class _IndexOnly(Dataset):
+    """``(index, empty, -1)`` items: the batch contract when the module brings its own features and labels."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int):
+        return index, torch.empty(0), -1
+
+
 AugmentationChoice = Literal["auto", "pretrain", "linear", "none"]
 
 
@@ -76,7 +89,9 @@ class ContrastiveDataModule(pl.LightningDataModule):
         augmentation: training augmentation: ``pretrain`` (the paper's contrastive
             pipeline), ``linear`` (the linear-evaluation pipeline), ``none`` (the eval
             transform) or ``auto`` (whatever the LightningModule asks for through its
-            ``augmentation_stage`` attribute; ``pretrain`` if it says nothing).
+            ``augmentation_stage`` attribute; ``pretrain`` if it says nothing). A module
+            that trains on cached features asks for ``features``: the loader then yields
+            only indices.
         flip: random horizontal flip in the pretraining pipeline (the paper lists it;
             the author's code had it commented out).
         val_fraction: fraction of the training split held out (stratified by nothing,
@@ -263,7 +278,11 @@ class ContrastiveDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stage = self._resolve_stage()
-        dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
+        if stage == "features":
+            # the module trains on features it computed once: the loader only draws indices
+            dataset: Dataset = _IndexOnly(len(self.train_split()))
+        else:
+            dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
         return self._loader(dataset, self.per_device_batch_size, shuffle=True, drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:
@@ -280,8 +299,9 @@ class ContrastiveDataModule(pl.LightningDataModule):
     def eval_transform(self) -> Callable:
         return T.build(self.preset, "none", flip=False)
 
-    def eval_dataloader(self, split: Literal["train", "test"], distributed: bool | None = None) -> DataLoader:
-        """Non-augmented loader over ``split`` for metrics, in dataset order.
+    def eval_dataloader(self, split: Literal["train", "test"], distributed: bool | None = None,
+                        stage: Literal["none", "pretrain"] = "none", num_views: int = 1) -> DataLoader:
+        """Loader over ``split`` for metrics, in dataset order; not augmented unless ``stage`` says so.
 
         ``train`` is the split the model trains on, so its indices address the memory
         bank. Under data parallelism each process reads its shard (``distributed``
@@ -289,13 +309,19 @@ class ContrastiveDataModule(pl.LightningDataModule):
         callers remove by scattering through the index.
         """
         data = self.train_split() if split == "train" else self._raw("test")
-        dataset = IndexedDataset(data, self.eval_transform())
+        transform = self.eval_transform() if stage == "none" else self.transform_for(stage)
+        dataset = IndexedDataset(data, transform, num_views)
         distributed = self.world_size > 1 if distributed is None else distributed
         sampler = None
         if distributed:
             sampler = DistributedSampler(dataset, shuffle=False, num_replicas=self.world_size,
                                          rank=self.trainer.global_rank)
         return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler)
+
+    def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
+        """The labels of ``split`` in index order, (N,) int64, read without decoding images."""
+        data = self.train_split() if split == "train" else self._raw("test")
+        return torch.as_tensor(_labels_of(data), dtype=torch.long)
 
     def describe(self) -> dict[str, Any]:
         """Provenance: the dataset's name, its location and the sizes of its splits."""
@@ -306,6 +332,17 @@ class ContrastiveDataModule(pl.LightningDataModule):
             "num_classes": self.num_classes,
             "val_fraction": self.val_fraction,
         }
+
+
+def _labels_of(dataset: Dataset) -> list[int]:
+    if isinstance(dataset, Subset):
+        parent = _labels_of(dataset.dataset)
+        return [parent[i] for i in dataset.indices]
+    for name in ("targets", "labels"):
+        values = getattr(dataset, name, None)
+        if values is not None:
+            return [int(v) for v in values]
+    return [int(dataset[i][1]) for i in range(len(dataset))]  # generic fallback: decodes every image
 
 
 def as_views(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:

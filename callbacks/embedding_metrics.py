@@ -1,0 +1,171 @@
+"""Every n epochs: uniformity, tolerance, alignment, positive/top-10 negative similarities, kNN, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from callbacks import metrics as M
+from callbacks import plots
+from datamodules.base import as_views
+
+
+@torch.no_grad()
+def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, stage: str = "none",
+                num_views: int = 1) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Embed every image of ``split`` on every rank's shard and gather the whole split on every rank.
+
+    Returns ``num_views`` tensors (N, d) and the labels (N,), in dataset order. Indices
+    repeated by the distributed sampler's padding write the same rows twice.
+    """
+    dm = trainer.datamodule
+    was_training = module.training
+    module.eval()
+    n = len(dm.eval_dataloader(split, distributed=False, stage="none").dataset)
+    outs: list[torch.Tensor] | None = None
+    labels = torch.full((n,), -1, dtype=torch.long, device=module.device)
+    with torch.random.fork_rng(devices=[]):  # the metrics' augmentations must not shift training's RNG
+        torch.manual_seed(trainer.current_epoch)
+        for index, images, label in dm.eval_dataloader(split, stage=stage, num_views=num_views):
+            index, label = index.to(module.device), label.to(module.device)
+            zs = [module.embed(v.to(module.device)) for v in as_views(images)]  # each (B, d)
+            if trainer.world_size > 1:
+                index = module.all_gather(index).reshape(-1)
+                label = module.all_gather(label).reshape(-1)
+                zs = [module.all_gather(z).reshape(-1, z.shape[-1]) for z in zs]
+            if outs is None:
+                outs = [torch.zeros(n, z.shape[1], device=module.device) for z in zs]
+            for out, z in zip(outs, zs):
+                out[index] = z.float()
+            labels[index] = label
+    module.train(was_training)
+    assert outs is not None, f"the {split} split is empty"
+    return outs, labels
+
+
+class EmbeddingMetrics(Callback):
+    """The paper's diagnostics of the embedding, logged every ``every_n_epochs`` epochs.
+
+    On the test split (non-augmented): ``val/uniformity`` (-L_uniformity, Eq 10, t = 2; the
+    paper's sign, at most 4), ``val/tolerance`` (mean similarity of distinct same-class
+    pairs, Eq 11) and ``val/knn_top1`` (weighted kNN, Wu et al. 2018, against the memory
+    bank when the model has one, else against the embedded training split). On two
+    augmented views of each test image: ``val/alignment`` and the Fig 8 profile
+    ``val/pos_sim``, ``val/neg_sim_1`` .. ``val/neg_sim_k`` (the other view is the
+    positive; the other images' second views are the negatives). With ``bank_metrics``,
+    the same uniformity/tolerance/profile on the memory bank as ``bank/...``.
+
+    Args:
+        every_n_epochs: compute every this many epochs (and after the last one).
+        knn_k: neighbours of the kNN monitor.
+        knn_sigma: temperature of the kNN weights.
+        top_k: negatives in the similarity profile.
+        uniformity_t: t of Eq 10.
+        bank_metrics: also measure the memory bank (the training split as the loss sees it).
+        plot: save the Fig 8 profile (every epoch) and the Fig 3 penalty curve as PNGs in
+            ``<log_dir>/plots`` and send them to W&B when it logs.
+        embedding_map: also save a 2-D t-SNE map of the test embeddings (Fig 2); slow.
+        embedding_map_points: points in that map.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
+                 uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
+                 embedding_map: bool = False, embedding_map_points: int = 2000) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        if knn_k < 1 or top_k < 1:
+            raise ValueError(f"knn_k and top_k must be >= 1, got {knn_k} and {top_k}")
+        self.every_n_epochs = every_n_epochs
+        self.knn_k = knn_k
+        self.knn_sigma = knn_sigma
+        self.top_k = top_k
+        self.uniformity_t = uniformity_t
+        self.bank_metrics = bank_metrics
+        self.plot = plot
+        self.embedding_map = embedding_map
+        self.embedding_map_points = embedding_map_points
+        self.profile: dict[int, tuple[float, list[float]]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _due(self, trainer: pl.Trainer) -> bool:
+        epoch = trainer.current_epoch + 1
+        return epoch % self.every_n_epochs == 0 or epoch >= (trainer.max_epochs or 0)
+
+    @staticmethod
+    def plot_dir(trainer: pl.Trainer) -> Path:
+        return Path(trainer.log_dir or trainer.default_root_dir) / "plots"
+
+    def _send_image(self, trainer: pl.Trainer, key: str, path: Path) -> None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # W&B (and Neptune/MLflow-style image loggers)
+                logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+    def _bank(self, module: pl.LightningModule) -> torch.Tensor | None:
+        bank = getattr(getattr(module, "negatives", None), "bank", None)
+        return bank if isinstance(bank, torch.Tensor) and bank.numel() else None
+
+    # -------------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        temperature = getattr(getattr(pl_module, "loss", None), "temperature", None)
+        if self.plot and temperature is not None and trainer.is_global_zero:
+            path = plots.plot_relative_penalty([temperature], self.plot_dir(trainer) / "relative_penalty.png")
+            self._send_image(trainer, "plots/relative_penalty", path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not self._due(trainer):
+            return
+        values = self.compute(trainer, pl_module)
+        for key, value in values.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=False)
+        epoch = trainer.current_epoch
+        self.profile[epoch] = (float(values["val/pos_sim"]),
+                               [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
+        if self.plot and trainer.is_global_zero:
+            path = plots.plot_similarity_profile(self.profile, self.plot_dir(trainer) / "similarity_profile.png")
+            self._send_image(trainer, "plots/similarity_profile", path)
+
+    def compute(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, torch.Tensor]:
+        """All metrics of this epoch, identical on every rank."""
+        (z,), y = embed_split(trainer, module, "test")
+        (z1, z2), _ = embed_split(trainer, module, "test", stage="pretrain", num_views=2)
+        out: dict[str, torch.Tensor] = {
+            "val/uniformity": -M.uniformity(z, t=self.uniformity_t),
+            "val/tolerance": M.tolerance(z, y),
+            "val/alignment": M.alignment(z1, z2),
+        }
+        pos, negs = M.positive_and_topk_similarities(z1, z2, torch.arange(len(z1), device=z1.device),
+                                                     k=self.top_k)
+        out["val/pos_sim"] = pos
+        out.update({f"val/neg_sim_{r + 1}": negs[r] for r in range(self.top_k)})
+        dm = trainer.datamodule
+        bank = self._bank(module)
+        if bank is not None:
+            train_z, train_y = bank, dm.labels("train").to(bank.device)
+        else:
+            (train_z,), train_y = embed_split(trainer, module, "train")
+        out["val/knn_top1"] = M.knn_accuracy(train_z, train_y, z, y, k=self.knn_k, sigma=self.knn_sigma,
+                                             num_classes=dm.num_classes)
+        if self.bank_metrics and bank is not None:
+            out["bank/uniformity"] = -M.uniformity(bank, t=self.uniformity_t)
+            out["bank/tolerance"] = M.tolerance(bank, train_y)
+            (zt,), _ = embed_split(trainer, module, "train", stage="pretrain")
+            pos_b, negs_b = M.positive_and_topk_similarities(
+                zt, bank, torch.arange(len(zt), device=zt.device), k=self.top_k)
+            out["bank/pos_sim"] = pos_b
+            out.update({f"bank/neg_sim_{r + 1}": negs_b[r] for r in range(self.top_k)})
+        if self.embedding_map and trainer.is_global_zero:
+            path = plots.plot_embedding_2d(z.cpu(), y.cpu(), self.plot_dir(trainer)
+                                           / f"embedding_epoch{trainer.current_epoch:03d}.png",
+                                           max_points=self.embedding_map_points)
+            self._send_image(trainer, "plots/embedding_2d", path)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.profile = dict(state_dict.get("profile", {}))

@@ -1,0 +1,179 @@
+"""The pretraining LightningModule: encoder + negatives' source + loss."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datamodules.base import as_views
+from lightning_modules.base import SuiteModule
+from lightning_modules.encoders import Encoder, ResNetEncoder
+from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
+from lightning_modules.negatives import MemoryBank, NegativeSource
+
+from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
+from pytorch_lightning.cli import OptimizerCallable as OptimizerFactory
+
+
+def paper_sgd(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The paper's pretraining optimiser: SGD, lr 0.03, momentum 0.9, weight decay 5e-4."""
+    return torch.optim.SGD(params, lr=0.03, momentum=0.9, weight_decay=5e-4)
+
+
+def paper_schedule(optimizer: torch.optim.Optimizer) -> Any:
+    """The paper's pretraining schedule: lr x0.1 at epochs 160 and 190 (of 200)."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[160, 190], gamma=0.1)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class ContrastiveModule(SuiteModule):
+    """Contrastive pretraining: ``loss(pos, neg)`` on the similarities a negatives' source produces.
+
+    With the defaults this is the paper's setting: ResNet-18 (CIFAR stem) to a 128-d
+    unit-norm embedding, the contrastive loss at tau = 0.07 against a memory bank of one
+    entry per training image, SGD lr 0.03 with momentum 0.9 and weight decay 5e-4, lr
+    x0.1 at epochs 160 and 190.
+
+    Args:
+        encoder: backbone and head; :meth:`embed` normalises its output.
+        loss: one of the losses of ``lightning_modules.losses``.
+        negatives: where positives and negatives come from (memory bank, batch, queue).
+        optimizer: builds the optimiser from the parameters (``class_path: torch.optim.SGD``
+            in YAML); None is the paper's SGD.
+        scheduler: builds the learning-rate scheduler (stepped every epoch); None is the
+            paper's schedule.
+        num_samples: training-split size, linked from the datamodule; sizes the bank.
+        num_classes: number of classes, linked from the datamodule (metrics only).
+        check_finite_every_n_steps: how often the training loss is checked for NaN/inf;
+            the first bad step is recorded on the device at every step and reported
+            exactly, but each check waits for the device, so it is not done every step
+            (50 matches Lightning's logging interval, which waits anyway). The memory
+            bank never takes a non-finite update in between.
+        penalty_entropy_every_n_steps: how often to log ``train/penalty_entropy``, the
+            mean entropy of Eq 5's relative penalty (losses with a temperature only);
+            0 never.
+        channels_last: run the encoder in channels-last memory format (faster convolutions
+            on GPUs with tensor cores).
+    """
+
+    augmentation_stage = "pretrain"
+
+    def __init__(
+        self,
+        encoder: Encoder | None = None,
+        loss: ContrastiveLossBase | None = None,
+        negatives: NegativeSource | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        num_samples: int = 50_000,
+        num_classes: int = 10,
+        check_finite_every_n_steps: int = 50,
+        penalty_entropy_every_n_steps: int = 50,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        if check_finite_every_n_steps < 1:
+            raise ValueError(f"check_finite_every_n_steps must be >= 1, got {check_finite_every_n_steps}")
+        self.save_hyperparameters()
+        self.encoder = encoder if encoder is not None else ResNetEncoder()
+        self.loss = loss if loss is not None else ContrastiveLoss(temperature=0.07)
+        self.negatives = negatives if negatives is not None else MemoryBank()
+        self.negatives.bind(self.encoder, num_samples, self.encoder.out_dim)
+        self.optimizer_factory = optimizer or paper_sgd
+        self.scheduler_factory = scheduler or paper_schedule
+        self.num_samples = num_samples
+        self.num_classes = num_classes
+        self.check_finite_every_n_steps = check_finite_every_n_steps
+        self.penalty_entropy_every_n_steps = penalty_entropy_every_n_steps
+        self.channels_last = channels_last
+        # step of the first non-finite loss, -1 while all are finite; read every n steps
+        self.register_buffer("_first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+
+    # --------------------------------------------------------------------- model
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings f(x), (B, out_dim), in fp32."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return F.normalize(self.encoder(x).float(), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    # ------------------------------------------------------------------ training
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is None:
+            return
+        views = getattr(dm, "num_views", None)
+        if views is not None and views != self.negatives.num_views:
+            name = type(self.negatives).__name__
+            raise ValueError(
+                f"{name} needs {self.negatives.num_views} view(s) per image but the datamodule gives "
+                f"{views}; set --data.init_args.num_views {self.negatives.num_views} "
+                "(the configs in configs/negatives/ set both)")
+        data_size = getattr(dm, "num_train_samples", None)
+        if data_size is not None and data_size != self.num_samples:
+            raise ValueError(
+                f"the model was built for {self.num_samples} training images (num_samples) but the "
+                f"datamodule has {data_size}; leave num_samples linked to the data (cli.py does) or set it "
+                f"to {data_size}")
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        index, images, _ = batch
+        pos, neg = self.negatives(self.embed, index, as_views(images))  # (B,), (B, K)
+        loss = self.loss(pos, neg)
+        self._watch_finite(loss)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
+        every = self.penalty_entropy_every_n_steps
+        temperature = getattr(self.loss, "temperature", None)
+        if every and temperature is not None and self.global_step % every == 0:
+            with torch.no_grad():
+                p = torch.softmax(neg.detach() / temperature, dim=1)  # (B, K) Eq 5
+                entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1).mean()
+            self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+        return loss
+
+    def _watch_finite(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach())
+        fresh = bad & (self._first_nonfinite_step < 0)
+        self._first_nonfinite_step.copy_(torch.where(fresh, torch.full_like(self._first_nonfinite_step,
+                                                                            self.global_step),
+                                                     self._first_nonfinite_step))
+        if (self.global_step + 1) % self.check_finite_every_n_steps == 0:
+            self.raise_if_nonfinite()
+
+    def raise_if_nonfinite(self) -> None:
+        """Stop the run if a loss since the last check was not finite (waits for the device)."""
+        step = int(self._first_nonfinite_step)
+        if step >= 0:
+            temperature = getattr(self.loss, "temperature", None)
+            hint = f"temperature {temperature} too small for the precision, " if temperature else ""
+            raise NonFiniteLossError(
+                f"the training loss became non-finite at step {step} (epoch {self.current_epoch}). Likely "
+                f"causes: {hint}a learning rate too high for the batch, fp16 overflow (use bf16 or 32 "
+                "precision), or NaN/inf in the input images.")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.negatives.update()  # the optimiser has stepped: move the bank / queue
+
+    def on_train_epoch_end(self) -> None:
+        self.raise_if_nonfinite()
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        scheduler = self.scheduler_factory(optimizer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

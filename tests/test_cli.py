@@ -1,0 +1,163 @@
+"""The shipped configs through ``cli.py``: composition, overrides, every loss, bad input, checkpoints."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+import cli
+from datamodules.base import DatasetNotFoundError
+from lightning_modules.contrastive import ContrastiveModule
+from lightning_modules.losses import (ContrastiveLoss, HardContrastiveLoss, HardSimpleContrastiveLoss,
+                                      SimpleContrastiveLoss)
+from tests.conftest import ROOT, quick_args, run_dir
+
+
+def test_print_config_shows_the_papers_recipe(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "-c", str(ROOT / "configs/base.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    config = yaml.safe_load(capsys.readouterr().out)
+    model = config["model"]["init_args"]
+    assert config["model"]["class_path"].endswith("ContrastiveModule")
+    assert model["encoder"]["init_args"] == {"arch": "resnet18", "cifar_stem": True, "out_dim": 128,
+                                             "bn_group_size": None}
+    assert model["loss"]["class_path"].endswith("ContrastiveLoss")
+    assert model["loss"]["init_args"]["temperature"] == 0.07
+    assert model["negatives"]["class_path"].endswith("MemoryBank")
+    assert model["negatives"]["init_args"]["momentum"] == 0.5
+    sgd = model["optimizer"]["init_args"]
+    assert (sgd["lr"], sgd["momentum"], sgd["weight_decay"]) == (0.03, 0.9, 5e-4)
+    assert model["scheduler"]["init_args"]["milestones"] == [160, 190]
+    assert model["scheduler"]["init_args"]["gamma"] == 0.1
+    assert config["trainer"]["max_epochs"] == 200
+    assert config["data"]["class_path"].endswith("CIFAR10DataModule")
+    assert config["data"]["init_args"]["batch_size"] == 128
+
+
+def test_help_lists_the_losses_and_sources(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "--help"])
+    out = capsys.readouterr().out
+    for name in ("ContrastiveLoss", "SimpleContrastiveLoss", "HardContrastiveLoss", "HardSimpleContrastiveLoss",
+                 "MemoryBank", "InBatchNegatives", "MomentumQueue", "CIFAR10DataModule"):
+        assert name in out
+
+
+@pytest.mark.parametrize("loss_config, loss_class", [
+    ("configs/loss/contrastive.yaml", ContrastiveLoss),
+    ("configs/loss/simple.yaml", SimpleContrastiveLoss),
+    ("configs/loss/hard_contrastive.yaml", HardContrastiveLoss),
+    ("configs/loss/hard_simple.yaml", HardSimpleContrastiveLoss),
+])
+def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_config, loss_class):
+    run = cli.main(quick_args(cifar_small, tmp_path, configs=(loss_config,)))
+    model = run.model
+    assert isinstance(model.loss, loss_class)
+    assert model.negatives.bank.shape == (256, 128)  # sized from the data, not the default 50,000
+    assert run.trainer.global_step == 2
+    folder = run_dir(tmp_path)
+    assert (folder / "config.yaml").is_file()
+    assert (folder / "checkpoints" / "last.ckpt").is_file()
+    with open(folder / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_command_line_override_reaches_the_loss(cifar_small, tmp_path):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--model.init_args.loss.init_args.temperature=0.3",
+                              batches=1))
+    assert run.model.loss.temperature == 0.3
+    saved = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["loss"]["init_args"]["temperature"] == 0.3
+
+
+def test_checkpoint_round_trip_keeps_the_bank(cifar_small, tmp_path):
+    run = cli.main(quick_args(cifar_small, tmp_path, batches=3))
+    ckpt = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    loaded = ContrastiveModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert torch.equal(loaded.negatives.bank, run.model.negatives.bank.cpu())
+    assert loaded.num_samples == 256
+    for (name, a), b in zip(run.model.encoder.state_dict().items(), loaded.encoder.state_dict().values()):
+        assert torch.equal(a.cpu(), b), name
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert saved["provenance"]["dataset"]["num_train_samples"] == 256
+    assert "git_commit" in saved["provenance"]["code"]
+    assert "ContrastiveModule" in saved["provenance"]["config"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--model.init_args.loss.init_args.temperature=0", "temperature"),
+    ("--model.init_args.loss.init_args.temperature=-0.5", "temperature"),
+])
+def test_bad_temperature_fails_before_training(cifar_small, tmp_path, override, message):
+    with pytest.raises((ValueError, SystemExit)) as err:
+        cli.main(quick_args(cifar_small, tmp_path, override))
+    assert message in str(err.value) or isinstance(err.value, SystemExit)
+    assert not (tmp_path / "pretrain").exists() or not list((tmp_path / "pretrain").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--model.init_args.loss.init_args.num_negatives=0", "num_negatives"),
+    ("--model.init_args.loss.init_args.alpha=1.5", "alpha"),
+])
+def test_bad_hard_loss_arguments_fail_before_training(cifar_small, tmp_path, override, message):
+    args = quick_args(cifar_small, tmp_path, override, configs=("configs/loss/hard_contrastive.yaml",))
+    if "alpha" in override:
+        args.append("--model.init_args.loss.init_args.num_negatives=null")
+    with pytest.raises(ValueError, match=message):
+        cli.main(args)
+
+
+def test_both_num_negatives_and_alpha_is_an_error(cifar_small, tmp_path):
+    args = quick_args(cifar_small, tmp_path, "--model.init_args.loss.init_args.alpha=0.1",
+                      configs=("configs/loss/hard_contrastive.yaml",))
+    with pytest.raises(ValueError, match="exactly one"):
+        cli.main(args)
+
+
+def test_typo_in_a_config_is_an_error(cifar_small, tmp_path, capsys):
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("model:\n  init_args:\n    loss:\n      init_args:\n        temprature: 0.1\n")
+    with pytest.raises(SystemExit) as err:
+        cli.main(quick_args(cifar_small, tmp_path, "-c", str(bad)))
+    assert err.value.code != 0
+    assert "temprature" in capsys.readouterr().err
+
+
+def test_bank_size_that_does_not_match_the_data_fails_before_training(cifar_small, tmp_path):
+    with pytest.raises(ValueError, match="does not match the 256 training images"):
+        cli.main(quick_args(cifar_small, tmp_path, "--model.init_args.negatives.init_args.size=1000"))
+
+
+def test_missing_dataset_offline_fails_fast_with_the_path(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetNotFoundError) as err:
+        cli.main(quick_args(missing, tmp_path, "--data.init_args.download=false"))
+    assert str(missing) in str(err.value)
+    assert "cifar-10-python.tar.gz" in str(err.value)
+
+
+def test_failed_download_names_the_path(tmp_path, monkeypatch):
+    import urllib.error
+
+    from torchvision import datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(datasets.CIFAR10, "download", offline)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetNotFoundError) as err:
+        cli.main(quick_args(missing, tmp_path))
+    assert str(missing) in str(err.value) and "download failed" in str(err.value)
+
+
+def test_wrong_number_of_views_for_the_source_is_explained(cifar_small, tmp_path):
+    with pytest.raises(ValueError, match="num_views 2"):
+        cli.main(quick_args(cifar_small, tmp_path, "--data.init_args.num_views=1",
+                            configs=("configs/negatives/in_batch.yaml",)))
