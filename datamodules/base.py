@@ -12,6 +12,7 @@ Every training batch is ``(index, views, label)``:
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -20,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from datamodules import transforms as T
+from datamodules.sampling import ShardedEpochSampler, seeded
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -48,11 +50,15 @@ class IndexedDataset(Dataset):
     def _view(self, image: Any) -> Any:
         return self.transform(image) if self.transform is not None else image
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        # a ShardedEpochSampler passes (index, sample_seed): the augmentation is then a
+        # function of the seed alone, whatever process or worker draws it
+        index, sample_seed = key if isinstance(key, tuple) else (key, None)
         image, label = self.dataset[index]
-        if self.num_views == 1:
-            return index, self._view(image), int(label)
-        return index, [self._view(image) for _ in range(self.num_views)], int(label)
+        with seeded(sample_seed):
+            if self.num_views == 1:
+                return index, self._view(image), int(label)
+            return index, [self._view(image) for _ in range(self.num_views)], int(label)
 
 
 class _IndexOnly(Dataset):
@@ -64,7 +70,8 @@ class _IndexOnly(Dataset):
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        index = key[0] if isinstance(key, tuple) else key
         return index, torch.empty(0), -1
 
 
@@ -98,6 +105,8 @@ class ContrastiveDataModule(pl.LightningDataModule):
             a seeded random subset) as a validation split for model selection; 0 uses
             the test split for validation, as the paper's code did.
         split_seed: seed of the held-out split.
+        sampling_seed: seed of the training order and of every image's augmentation
+            (see :mod:`datamodules.sampling`); None takes ``seed_everything``'s.
         download: download the dataset in ``prepare_data`` when it is missing.
         pin_memory: pin host memory in the loaders (faster host-to-GPU copies).
         drop_last: drop the last incomplete training batch.
@@ -119,6 +128,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
         flip: bool = True,
         val_fraction: float = 0.0,
         split_seed: int = 0,
+        sampling_seed: int | None = None,
         download: bool = True,
         pin_memory: bool = True,
         drop_last: bool = False,
@@ -143,6 +153,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self.flip = flip
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        self.sampling_seed = sampling_seed
         self.download = download
         self.pin_memory = pin_memory
         self.drop_last = drop_last
@@ -198,6 +209,18 @@ class ContrastiveDataModule(pl.LightningDataModule):
         return trainer.world_size if trainer is not None else 1
 
     @property
+    def global_rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.global_rank if trainer is not None else 0
+
+    @property
+    def seed(self) -> int:
+        """Base seed of the training order and augmentations: ``seed_everything``'s unless set."""
+        if self.sampling_seed is not None:
+            return self.sampling_seed
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    @property
     def per_device_batch_size(self) -> int:
         return self._split_batch(self.batch_size, "batch_size")
 
@@ -240,6 +263,10 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self._raw("train")
         self._raw("test")
         _ = self.per_device_batch_size  # fail now, not at the first batch, on a bad split
+        connector = getattr(getattr(self, "trainer", None), "_accelerator_connector", None)
+        if self.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
+            raise ValueError("the datamodules shard the data themselves (same global batches on any number of "
+                             "processes): set trainer.use_distributed_sampler=false (configs/base.yaml does)")
 
     def _train_indices(self) -> tuple[list[int] | None, list[int] | None]:
         """(train, held-out) positions in the full training split; None, None without a held-out split."""
@@ -283,18 +310,26 @@ class ContrastiveDataModule(pl.LightningDataModule):
             dataset: Dataset = _IndexOnly(len(self.train_split()))
         else:
             dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
-        return self._loader(dataset, self.per_device_batch_size, shuffle=True, drop_last=self.drop_last)
+        sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,
+                                      world_size=self.world_size, seed=self.seed, drop_last=self.drop_last)
+        return self._loader(dataset, self.per_device_batch_size, shuffle=False, sampler=sampler)
+
+    def _eval_loader(self, dataset: Dataset, distributed: bool | None = None) -> DataLoader:
+        """In order; under data parallelism each process reads its shard (padded with repeats)."""
+        distributed = self.world_size > 1 if distributed is None else distributed
+        sampler = None
+        if distributed:
+            sampler = DistributedSampler(dataset, shuffle=False, num_replicas=self.world_size, rank=self.global_rank)
+        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         _, held_idx = self._train_indices()
         if held_idx is None:
             return self.test_dataloader()
-        dataset = IndexedDataset(Subset(self._raw("train"), held_idx), self.eval_transform())
-        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False)
+        return self._eval_loader(IndexedDataset(Subset(self._raw("train"), held_idx), self.eval_transform()))
 
     def test_dataloader(self) -> DataLoader:
-        dataset = IndexedDataset(self._raw("test"), self.eval_transform())
-        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False)
+        return self._eval_loader(IndexedDataset(self._raw("test"), self.eval_transform()))
 
     def eval_transform(self) -> Callable:
         return T.build(self.preset, "none", flip=False)
@@ -310,13 +345,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
         """
         data = self.train_split() if split == "train" else self._raw("test")
         transform = self.eval_transform() if stage == "none" else self.transform_for(stage)
-        dataset = IndexedDataset(data, transform, num_views)
-        distributed = self.world_size > 1 if distributed is None else distributed
-        sampler = None
-        if distributed:
-            sampler = DistributedSampler(dataset, shuffle=False, num_replicas=self.world_size,
-                                         rank=self.trainer.global_rank)
-        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler)
+        return self._eval_loader(IndexedDataset(data, transform, num_views), distributed)
 
     def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
         """The labels of ``split`` in index order, (N,) int64, read without decoding images."""

@@ -1,0 +1,94 @@
+"""A training sampler whose global batches do not depend on the number of processes.
+
+For epoch e the training split is shuffled by a permutation seeded with ``seed + e``
+and cut into global batches of ``batch_size`` images; process r of w takes the r-th
+of the w equal parts of each global batch. Every image also gets its own augmentation
+seed from (seed, epoch, index). So a run on 1 process and on w processes see the same
+global batches with the same augmented pixels, and a run resumed from a checkpoint at
+an epoch boundary continues exactly as if never stopped: nothing depends on the
+global random state, the number of data-loading workers or the process count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+_MIX = 1_000_003  # a prime that spreads (seed, epoch) over the 63-bit seed space
+
+
+class ShardedEpochSampler(Sampler):
+    """Yields ``(index, sample_seed)`` for this process's share of each global batch.
+
+    Args:
+        size: number of images in the training split.
+        batch_size: the GLOBAL batch size.
+        rank: this process.
+        world_size: number of processes; must divide ``batch_size``.
+        seed: base seed of the permutations and the augmentations.
+        shuffle: shuffle every epoch (False: dataset order).
+        drop_last: drop the last global batch when it is incomplete; otherwise it is
+            padded with images from the start of the epoch's order to a multiple of
+            ``world_size`` (every process must take the same number of images).
+    """
+
+    def __init__(self, size: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
+                 shuffle: bool = True, drop_last: bool = False) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.size = size
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)
+        generator = torch.Generator().manual_seed(self.seed * _MIX + self.epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def _global_order(self) -> torch.Tensor:
+        order = self._order()
+        tail = self.size % self.batch_size
+        if tail and self.drop_last:
+            return order[: self.size - tail]
+        pad = (-tail) % self.world_size if tail else 0
+        return torch.cat([order, order[:pad]]) if pad else order
+
+    def __len__(self) -> int:
+        return len(self._global_order()) // self.world_size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = self._global_order()
+        local = []
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            share = len(batch) // self.world_size
+            local.append(batch[self.rank * share:(self.rank + 1) * share])
+        base = (self.seed * _MIX + self.epoch) * _MIX
+        for index in torch.cat(local).tolist() if local else []:
+            yield index, (base + index) % (2**63 - 1)
+
+
+@contextlib.contextmanager
+def seeded(sample_seed: int | None):
+    """Run a block with torch's global generator seeded by ``sample_seed``, restoring it afterwards."""
+    if sample_seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed)
+        yield

@@ -1,0 +1,107 @@
+"""Frozen linear evaluation: accuracy on real images, the frozen-encoder check, the feature cache, bad input."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import cli
+from lightning_modules.encoders import ResNetEncoder
+from lightning_modules.linear_eval import EncoderChangedError, LinearEvalModule, load_pretrained_encoder
+from tests.conftest import ROOT, quick_args, run_dir
+
+
+@pytest.fixture(scope="module")
+def pretrained(cifar_subset, tmp_path_factory):
+    """A checkpoint of the small encoder after a short pretraining on the 4000 real images."""
+    log_dir = tmp_path_factory.mktemp("pretrain")
+    cli.main(quick_args(cifar_subset, log_dir, "--model.init_args.loss.init_args.temperature=0.2",
+                        epochs=1, batches=20, batch_size=64))
+    return run_dir(log_dir) / "checkpoints" / "last.ckpt"
+
+
+def linear_args(data_dir, log_dir, ckpt, *extra, epochs=3):
+    return [
+        "fit", "-c", str(ROOT / "configs/eval/linear.yaml"), "-c", str(ROOT / "configs/logger/csv.yaml"),
+        "-c", str(ROOT / "configs/trainer/cpu.yaml"),
+        f"--model.init_args.pretrained={ckpt}",
+        f"--trainer.default_root_dir={log_dir}", f"--trainer.logger.init_args.save_dir={log_dir}",
+        "--trainer.logger.init_args.name=linear",
+        f"--trainer.max_epochs={epochs}", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--data.init_args.data_dir={data_dir}", "--data.init_args.verify_checksums=false",
+        "--data.init_args.num_workers=0", "--data.init_args.eval_batch_size=500", *extra,
+    ]
+
+
+def test_linear_eval_on_real_images_beats_chance(cifar_subset, pretrained, tmp_path):
+    run = cli.main(linear_args(cifar_subset, tmp_path, pretrained, "--model.init_args.cache_features=true",
+                               "--model.init_args.optimizer.init_args.lr=1.0", epochs=10))
+    metrics = run.trainer.callback_metrics
+    assert float(metrics["test/top1_last"]) > 0.2  # 10 classes: chance is 0.1
+    assert float(metrics["test/top1_best"]) >= float(metrics["test/top1_last"]) - 1e-6  # best-on-test protocol
+    assert not run.model.encoder.training
+    assert not any(p.requires_grad for p in run.model.encoder.parameters())
+    assert (run_dir(tmp_path, "linear") / "config.yaml").is_file()
+
+
+def test_cached_features_train_the_same_classifier(cifar_small, pretrained, tmp_path):
+    common = ("--model.init_args.optimizer.init_args.lr=0.5", "--data.init_args.batch_size=64")
+    plain = cli.main(linear_args(cifar_small, tmp_path / "plain", pretrained, "--data.init_args.augmentation=none",
+                                 *common, epochs=2))
+    cached = cli.main(linear_args(cifar_small, tmp_path / "cached", pretrained,
+                                  "--model.init_args.cache_features=true", *common, epochs=2))
+    assert cached.model.augmentation_stage == "features"
+    w_plain, w_cached = plain.model.classifier.weight, cached.model.classifier.weight
+    assert not torch.allclose(w_plain, torch.zeros_like(w_plain))
+    assert torch.allclose(w_plain, w_cached, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(plain.model.classifier.bias, cached.model.classifier.bias, atol=1e-4, rtol=1e-4)
+
+
+def test_encoder_change_is_caught(cifar_small, pretrained, tmp_path, monkeypatch):
+    def train_without_freezing(self, mode=True):  # a bug that leaves BatchNorm in training mode
+        torch.nn.Module.train(self, mode)
+        return self
+
+    monkeypatch.setattr(LinearEvalModule, "train", train_without_freezing)
+    with pytest.raises(EncoderChangedError, match="changed during linear evaluation"):
+        cli.main(linear_args(cifar_small, tmp_path, pretrained, "--data.init_args.augmentation=none", epochs=1))
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained checkpoint not found"):
+        LinearEvalModule(pretrained=str(tmp_path / "missing.ckpt"))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+        LinearEvalModule(pretrained=str(text))
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, other)
+    with pytest.raises(ValueError, match="not a pretraining checkpoint"):
+        LinearEvalModule(pretrained=str(other))
+
+
+def test_an_encoder_that_does_not_match_is_a_clear_error(pretrained):
+    with pytest.raises(ValueError, match="does not match the checkpoint"):
+        LinearEvalModule(pretrained=str(pretrained), encoder=ResNetEncoder("resnet18"))
+
+
+def test_loaded_encoder_equals_the_pretrained_one(pretrained):
+    saved = torch.load(pretrained, map_location="cpu", weights_only=False)["state_dict"]
+    encoder = load_pretrained_encoder(pretrained)
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, saved[f"encoder.{name}"]), name
+    module = LinearEvalModule(pretrained=str(pretrained), num_classes=10)
+    assert module.classifier.in_features == encoder.feature_dim
+    assert module.classifier.weight.std().item() == pytest.approx(0.01, rel=0.2)
+    before = copy.deepcopy(module.encoder.state_dict())
+    module.train()
+    assert not module.encoder.training and module.classifier.training
+    module.check_encoder_unchanged()  # no snapshot yet: nothing to compare
+    module._encoder_snapshot = before
+    module.check_encoder_unchanged()
