@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from callbacks.metrics import relative_penalty_entropy
 from datamodules.base import as_views
 from lightning_modules.base import SuiteModule
 from lightning_modules.encoders import Encoder, ResNetEncoder
@@ -60,6 +61,9 @@ class ContrastiveModule(SuiteModule):
             0 never.
         channels_last: run the encoder in channels-last memory format (faster convolutions
             on GPUs with tensor cores).
+        compile: run the encoder through ``torch.compile`` (the checkpoint keeps the plain
+            encoder's parameter names). Mixed precision is the trainer's ``precision``;
+            the similarities and the loss stay in fp32 whatever it is.
     """
 
     augmentation_stage = "pretrain"
@@ -76,6 +80,7 @@ class ContrastiveModule(SuiteModule):
         check_finite_every_n_steps: int = 50,
         penalty_entropy_every_n_steps: int = 50,
         channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if num_samples < 2:
@@ -98,13 +103,15 @@ class ContrastiveModule(SuiteModule):
         self.register_buffer("_first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
+        # kept in a list so the compiled wrapper is not a registered submodule (state_dict names stay plain)
+        self._run_encoder = [torch.compile(self.encoder) if compile else self.encoder]
 
     # --------------------------------------------------------------------- model
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings f(x), (B, out_dim), in fp32."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return F.normalize(self.encoder(x).float(), dim=1)
+        return F.normalize(self._run_encoder[0](x).float(), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
@@ -139,8 +146,7 @@ class ContrastiveModule(SuiteModule):
         temperature = getattr(self.loss, "temperature", None)
         if every and temperature is not None and self.global_step % every == 0:
             with torch.no_grad():
-                p = torch.softmax(neg.detach() / temperature, dim=1)  # (B, K) Eq 5
-                entropy = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=1).mean()
+                entropy = relative_penalty_entropy(pos.detach(), neg.detach(), temperature)
             self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
         return loss
 

@@ -101,14 +101,15 @@ def test_bad_temperature_fails_before_training(cifar_small, tmp_path, override, 
     assert not (tmp_path / "pretrain").exists() or not list((tmp_path / "pretrain").rglob("*.ckpt"))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("--model.init_args.loss.init_args.num_negatives=0", "num_negatives"),
-    ("--model.init_args.loss.init_args.alpha=1.5", "alpha"),
+@pytest.mark.parametrize("loss_args, message", [
+    ("num_negatives: 0", "num_negatives"),
+    ("num_negatives: null\n        alpha: 1.5", "alpha"),
+    ("num_negatives: null\n        alpha: 0.0", "alpha"),
 ])
-def test_bad_hard_loss_arguments_fail_before_training(cifar_small, tmp_path, override, message):
-    args = quick_args(cifar_small, tmp_path, override, configs=("configs/loss/hard_contrastive.yaml",))
-    if "alpha" in override:
-        args.append("--model.init_args.loss.init_args.num_negatives=null")
+def test_bad_hard_loss_arguments_fail_before_training(cifar_small, tmp_path, loss_args, message):
+    bad = tmp_path / "bad_loss.yaml"
+    bad.write_text("model:\n  init_args:\n    loss:\n      init_args:\n        " + loss_args + "\n")
+    args = quick_args(cifar_small, tmp_path, "-c", str(bad), configs=("configs/loss/hard_contrastive.yaml",))
     with pytest.raises(ValueError, match=message):
         cli.main(args)
 
