@@ -35,7 +35,10 @@ class Preset:
     grayscale_p: float = 0.2
     blur: bool = False  # random Gaussian blur (ImageNet-100 only, per the paper)
     linear: Literal["flip", "jitter", "crop"] = "flip"  # linear-eval augmentation kind
-    eval_resize: int | None = None  # resize before the centre crop at evaluation
+    #: resize the shorter side to this, then centre-crop to ``size``, in every pipeline that does
+    #: not crop at random (evaluation; the ``flip`` and ``jitter`` linear kinds). None: the
+    #: images already are ``size`` x ``size`` (CIFAR, SVHN).
+    eval_resize: int | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -51,6 +54,21 @@ def get_preset(name: str, **overrides) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown augmentation preset {name!r}; choose one of {sorted(PRESETS)}")
     return replace(PRESETS[name], **overrides)
+
+
+def resize_preset(p: Preset, size: int) -> Preset:
+    """``p`` at another image side; its evaluation resize scales with it (256/224 for ImageNet)."""
+    if size < 1:
+        raise ValueError(f"image size must be >= 1, got {size}")
+    eval_resize = None if p.eval_resize is None else int(round(size * p.eval_resize / p.size))
+    return replace(p, size=size, eval_resize=eval_resize)
+
+
+def _fixed_size(p: Preset) -> list:
+    """Resize and centre crop to ``size`` (nothing when the preset's images already have it)."""
+    if p.eval_resize is None:
+        return []
+    return [v2.Resize(p.eval_resize, antialias=True), v2.CenterCrop(p.size)]
 
 
 def _to_tensor(p: Preset) -> list:
@@ -74,9 +92,9 @@ def pretrain_transform(p: Preset, flip: bool = True) -> v2.Compose:
 def linear_transform(p: Preset) -> v2.Compose:
     """The linear-evaluation training augmentation of the paper's recipe."""
     if p.linear == "flip":
-        ops: list = [v2.RandomHorizontalFlip()]
+        ops: list = _fixed_size(p) + [v2.RandomHorizontalFlip()]
     elif p.linear == "jitter":
-        ops = [v2.ColorJitter(0.4, 0.4, 0.4, 0.4), v2.RandomGrayscale(p=0.2)]
+        ops = _fixed_size(p) + [v2.ColorJitter(0.4, 0.4, 0.4, 0.4), v2.RandomGrayscale(p=0.2)]
     else:
         ops = [v2.RandomResizedCrop(p.size, antialias=True), v2.RandomHorizontalFlip()]
     return v2.Compose(ops + _to_tensor(p))
@@ -84,10 +102,7 @@ def linear_transform(p: Preset) -> v2.Compose:
 
 def eval_transform(p: Preset) -> v2.Compose:
     """Deterministic: (resize and centre crop for large images), tensor, normalise."""
-    ops: list = []
-    if p.eval_resize is not None:
-        ops += [v2.Resize(p.eval_resize, antialias=True), v2.CenterCrop(p.size)]
-    return v2.Compose(ops + _to_tensor(p))
+    return v2.Compose(_fixed_size(p) + _to_tensor(p))
 
 
 def build(preset: str | Preset, stage: Stage, flip: bool = True) -> Callable:

@@ -1,0 +1,244 @@
+"""Datasets stored as image files, one folder per class: ``<data_dir>/{train,val}/<class>/<images>``.
+
+The listing is scanned once (no image is opened) and checked: a missing split or class
+folder, an empty class or a ``val/`` whose classes differ from ``train/`` is an error
+naming the path. Images are decoded when loaded; an unreadable, corrupt or truncated
+file raises :class:`ImageLoadError` naming it. Nothing is skipped silently (truncated
+JPEGs are not padded: ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` stays off).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal, Sequence
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from datamodules import transforms as T
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+
+#: the file extensions read as images (torchvision's ImageFolder list), compared case-insensitively
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DatasetLayoutError(ValueError):
+    """The dataset's files are there but not laid out as expected (a missing or empty class folder)."""
+
+
+class ImageLoadError(OSError):
+    """An image file that cannot be decoded: unreadable, not an image, corrupt or truncated."""
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Decode ``path`` fully into an RGB image; any failure is an :class:`ImageLoadError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            return image.convert("RGB")  # decodes now, inside the try: a truncated file raises here
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageLoadError(f"cannot read image {path}: {err}") from err
+
+
+def list_classes(split_dir: Path) -> list[str]:
+    """The class folders of ``split_dir``, sorted (ImageFolder's order)."""
+    if not split_dir.is_dir():
+        raise DatasetNotFoundError(f"split folder {split_dir} not found")
+    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    if not classes:
+        raise DatasetLayoutError(f"{split_dir} holds no class folders: expected {split_dir}/<class>/<images>")
+    return classes
+
+
+def _images_under(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively), in ImageFolder's order."""
+    found = []
+    for root, _, names in sorted(os.walk(folder, followlinks=True)):
+        found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(IMG_EXTENSIONS)]
+    return found
+
+
+def scan_split(split_dir: Path, classes: Sequence[str]) -> tuple[list[str], list[int]]:
+    """(paths, class indices) of the images of ``classes`` in ``split_dir``, class ``i`` = ``classes[i]``.
+
+    Other folders in ``split_dir`` are ignored. Raises :class:`DatasetNotFoundError` when
+    ``split_dir`` is missing and :class:`DatasetLayoutError` naming the folder when a class
+    folder is missing or holds no image.
+    """
+    if not split_dir.is_dir():
+        raise DatasetNotFoundError(f"split folder {split_dir} not found")
+    paths: list[str] = []
+    targets: list[int] = []
+    for index, name in enumerate(classes):
+        folder = split_dir / name
+        if not folder.is_dir():
+            loose = any(e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS) for e in os.scandir(split_dir))
+            hint = (f" ({split_dir} holds loose images: sort them into one folder per class, e.g. with "
+                    "ImageNet's valprep.sh)") if loose else ""
+            raise DatasetLayoutError(f"class folder {folder} is missing{hint}")
+        files = _images_under(folder)
+        if not files:
+            raise DatasetLayoutError(
+                f"class folder {folder} holds no images (extensions {', '.join(IMG_EXTENSIONS)})")
+        paths += files
+        targets += [index] * len(files)
+    return paths, targets
+
+
+class ImageFiles(Dataset):
+    """``(RGB PIL image, class index)`` items of a list of image files.
+
+    Args:
+        paths: the image files.
+        targets: their class indices.
+        classes: the class names, ``classes[i]`` for index ``i``.
+    """
+
+    def __init__(self, paths: Sequence[str], targets: Sequence[int], classes: Sequence[str]) -> None:
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
+        self.paths = list(paths)
+        self.targets = list(targets)
+        self.classes = list(classes)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        return load_rgb(self.paths[index]), self.targets[index]
+
+
+class ImageFolderDataModule(ContrastiveDataModule):
+    """Any ``<data_dir>/{train,val}/<class>/<images>`` folder, with a chosen augmentation preset.
+
+    The classes are the sub-folders of ``train/`` (sorted); ``val/`` must hold the same
+    ones. ``val/`` plays the part of the test split (and of validation unless
+    ``val_fraction`` holds part of ``train/`` out).
+
+    Args:
+        data_dir: the folder holding ``train/`` and ``val/``.
+        preset: the augmentation preset (``cifar``, ``svhn``, ``imagenet``; see
+            :mod:`datamodules.transforms`).
+        image_size: side of the augmented images; None keeps the preset's (32 or 224).
+            Images of any size are resized: a preset without its own evaluation resize
+            (cifar, svhn) resizes the shorter side to ``image_size`` and centre-crops.
+        mean: per-channel normalisation mean replacing the preset's, e.g. ``[0.5, 0.5, 0.5]``.
+        std: per-channel normalisation std replacing the preset's.
+        train_folder: name of the training split's folder.
+        test_folder: name of the held-out split's folder.
+        **kwargs: see :class:`~datamodules.base.ContrastiveDataModule` (``download`` is
+            ignored: a folder is there or it is not).
+    """
+
+    dataset_name = "imagefolder"
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        preset: str = "imagenet",
+        image_size: int | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        train_folder: str = "train",
+        test_folder: str = "val",
+        **kwargs,
+    ) -> None:
+        super().__init__(data_dir=data_dir, **kwargs)
+        self.preset = preset
+        for name, value in (("mean", mean), ("std", std)):
+            if value is not None and len(value) != 3:
+                raise ValueError(f"{name} must have 3 values (R, G, B), got {list(value)}")
+        if std is not None and min(std) <= 0:
+            raise ValueError(f"std must be positive, got {list(std)}")
+        p = T.get_preset(preset)
+        if image_size is not None:
+            p = T.resize_preset(p, image_size)
+        if p.eval_resize is None:  # folder images come in any size: bring every pipeline to image_size
+            p = replace(p, eval_resize=p.size)
+        #: the numbers every pipeline of this module uses (``preset`` with the overrides applied)
+        self.augmentation_preset = replace(p, mean=p.mean if mean is None else tuple(mean),
+                                           std=p.std if std is None else tuple(std))
+        self.train_folder = train_folder
+        self.test_folder = test_folder
+        self._scans: dict[str, tuple[list[str], list[int]]] = {}
+        self._classes: list[str] | None = None
+
+    # ------------------------------------------------------------------ the listing
+    def _split_dir(self, split: Literal["train", "test"]) -> Path:
+        return self.data_dir / (self.train_folder if split == "train" else self.test_folder)
+
+    @property
+    def classes(self) -> list[str]:
+        """The class names, ``classes[i]`` for label ``i``: the sub-folders of ``train/``."""
+        if self._classes is None:
+            self._check_root()
+            self._classes = list_classes(self._split_dir("train"))
+        return self._classes
+
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return len(self.classes)
+
+    def _not_found(self, missing: Path) -> DatasetNotFoundError:
+        return DatasetNotFoundError(
+            f"{self.dataset_name} not found: {missing} does not exist. Expected "
+            f"{self._split_dir('train')}/<class>/<images> and {self._split_dir('test')}/<class>/<images>.")
+
+    def _check_root(self) -> None:
+        for split in ("train", "test"):
+            if not self._split_dir(split).is_dir():
+                raise self._not_found(self._split_dir(split))
+
+    def _scan(self, split: Literal["train", "test"]) -> tuple[list[str], list[int]]:
+        if split not in self._scans:
+            self._check_root()
+            if split == "test":
+                self._check_same_classes()
+            self._scans[split] = scan_split(self._split_dir(split), self.classes)
+        return self._scans[split]
+
+    def _check_same_classes(self) -> None:
+        test_dir = self._split_dir("test")
+        extra = sorted(set(list_classes(test_dir)) - set(self.classes))
+        if extra:
+            raise DatasetLayoutError(
+                f"{test_dir} has class folders that {self._split_dir('train')} lacks: {', '.join(extra[:10])}"
+                + (f" and {len(extra) - 10} more" if len(extra) > 10 else ""))
+
+    # ----------------------------------------------------------------- base hooks
+    def _check_available(self) -> None:
+        self._scan("train")
+        self._scan("test")
+
+    def _download(self) -> None:
+        raise self._not_found(self.data_dir)
+
+    def prepare_data(self) -> None:
+        self._check_available()  # nothing to download: fail now, naming the expected path
+
+    def _load_split(self, split: Literal["train", "test"]) -> Dataset:
+        paths, targets = self._scan(split)
+        return ImageFiles(paths, targets, self.classes)
+
+    def _count_train(self) -> int:
+        return len(self._scan("train")[0])
+
+    @property
+    def num_train_samples(self) -> int:  # type: ignore[override]
+        """Images in ``train/`` (less any held-out part), from the listing; the folder must exist."""
+        full = self._count_train()
+        return full - self._num_held_out(full)
+
+    def transform_for(self, stage: Literal["pretrain", "linear", "none"]):
+        return T.build(self.augmentation_preset, stage, flip=self.flip)
+
+    def eval_transform(self):
+        return T.build(self.augmentation_preset, "none", flip=False)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info.update(preset=self.preset, image_size=self.augmentation_preset.size,
+                    num_test_samples=len(self._scan("test")[0]))
+        return info
