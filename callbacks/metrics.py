@@ -93,7 +93,10 @@ def uniformity(z: Tensor, t: float = 2.0, chunk_size: int | None = None) -> Tens
         # row r (i = start + r), column c (j = start + 1 + c): j > i  <=>  c >= r; drop the strict lower triangle
         block[:, :m].masked_fill_(torch.ones(m, m, dtype=torch.bool, device=z.device).tril_(-1), -math.inf)
         peak = block.max()  # finite: column c = r is always valid
-        total = torch.logaddexp(total, peak.double() + block.sub_(peak).exp_().sum(dtype=torch.float64).log())
+        # fp32 sum of terms in (0, 1] (CPU and CUDA reduce pairwise: ~1e-7 relative); sum(dtype=fp64) would copy
+        chunk_sum = block.sub_(peak).exp_().sum()
+        total = torch.logaddexp(total, peak.double() + chunk_sum.double().log())
+        del block  # free it before the next addmm allocates its successor: one block alive, not two
     num_pairs = n * (n - 1) / 2
     return (total - math.log(num_pairs)).to(dtype)
 
@@ -129,7 +132,8 @@ def tolerance(z: Tensor, labels: Tensor) -> Tensor:
         raise ValueError("tolerance needs a class with at least two members; every class here has one")
     sums = torch.zeros(len(classes), z.shape[1], dtype=torch.float64, device=z.device)
     sums.index_add_(0, inverse, z64)  # (C, d): S_c
-    pair_sum = sums.square().sum() - z64.square().sum()
+    flat = z64.flatten()
+    pair_sum = sums.square().sum() - torch.dot(flat, flat)  # dot: no (N, d) temporary
     return (pair_sum / num_pairs).to(dtype)
 
 
@@ -207,6 +211,7 @@ def positive_and_topk_similarities(queries: Tensor, keys: Tensor, pos_index: Ten
         pos_sum += sims.gather(1, pos).sum(dtype=torch.float64)
         sims.scatter_(1, pos, -math.inf)  # the positive is not a negative
         topk_sum += sims.topk(k, dim=1, largest=True, sorted=True).values.sum(dim=0, dtype=torch.float64)  # (k,)
+        del sims  # one (c, N) block alive at a time
     return (pos_sum / m).to(dtype), (topk_sum / m).to(dtype)
 
 
@@ -283,6 +288,7 @@ def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tenso
         scores = torch.zeros(stop - start, num_classes, dtype=dtype, device=train.device)
         scores.scatter_add_(1, train_y[top_idx], weights)  # (c, C)
         correct += (scores.argmax(dim=1) == test_y[start:stop]).sum()
+        del sims  # one (c, N) block alive at a time
     return (correct.double() / m).to(dtype)
 
 
