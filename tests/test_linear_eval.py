@@ -61,11 +61,10 @@ def test_cached_features_train_the_same_classifier(cifar_small, pretrained, tmp_
 
 
 def test_encoder_change_is_caught(cifar_small, pretrained, tmp_path, monkeypatch):
-    def train_without_freezing(self, mode=True):  # a bug that leaves BatchNorm in training mode
-        torch.nn.Module.train(self, mode)
-        return self
+    def unfreeze(self):  # a bug that puts the encoder's BatchNorm in training mode
+        self.encoder.train()
 
-    monkeypatch.setattr(LinearEvalModule, "train", train_without_freezing)
+    monkeypatch.setattr(LinearEvalModule, "on_train_epoch_start", unfreeze, raising=False)
     with pytest.raises(EncoderChangedError, match="changed during linear evaluation"):
         cli.main(linear_args(cifar_small, tmp_path, pretrained, "--data.init_args.augmentation=none", epochs=1))
 
