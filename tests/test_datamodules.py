@@ -297,6 +297,15 @@ def test_image_folder_classes_sizes_and_overrides(folder_dir):
         assert dm.transform_for(stage)(white).shape == (3, 48, 48)
 
 
+def test_png_folder_reads_back_the_exact_pixels(tmp_path):
+    root = write_image_folder(tmp_path, ["x", "y"], 3, ext="png")
+    dm = ImageFolderDataModule(str(root), preset="cifar", num_workers=0)
+    subset = load_subset()
+    image, label = dm._raw("train")[3]  # class "y" gets CIFAR-10 class 1 pictures, the first one first
+    assert label == 1 and image.mode == "RGB"
+    assert np.array_equal(np.asarray(image), subset["x_train"][np.flatnonzero(subset["y_train"] == 1)[0]])
+
+
 @pytest.mark.parametrize("preset", ["cifar", "svhn"])
 def test_image_folder_with_a_32_pixel_preset_resizes_any_image(folder_dir, preset):
     dm = ImageFolderDataModule(str(folder_dir), preset=preset, num_workers=0)  # images are 40x30
