@@ -7,6 +7,8 @@ Prints a Markdown table of images per second. The CPU pipeline is
 process (a DataLoader with W workers scales it by at most W); DeviceAugmentation runs on
 the whole uint8 batch on ``--device``. Images come from ``../shared/data/cifar10_subset.npz``
 (resized with PIL when ``--size`` is not 32, so the crop works at that resolution).
+On a CPU shared with other busy processes, torch's intra-op threads spin against them:
+compare ``--threads 1`` with the default before trusting a multi-thread figure.
 """
 
 from __future__ import annotations

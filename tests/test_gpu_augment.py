@@ -343,8 +343,8 @@ def test_no_host_sync_on_cuda(cifar):
         torch.cuda.set_sync_debug_mode("default")
     assert out.device == x.device and out.shape == (64, 3, 32, 32)
     params = aug.sample_params(64, 32, 32, "cuda", generator=torch.Generator(device="cuda").manual_seed(1))
-    torch.testing.assert_close(aug.apply(x, params).cpu(), reference(aug, x.cpu(), {k: v.cpu() for k, v in params.items()}),
-                               rtol=0, atol=EXACT_ATOL)
+    expected = reference(aug, x.cpu(), {k: v.cpu() for k, v in params.items()})
+    torch.testing.assert_close(aug.apply(x, params).cpu(), expected, rtol=0, atol=EXACT_ATOL)
 
 
 def test_shape_dtype_device_and_seeds(cifar):
