@@ -1,0 +1,405 @@
+"""Table 1 and Figs 3-9 of the paper from finished sweep cells, with the paper's numbers beside ours.
+
+    python scripts/report.py runs/short --out runs/short/report
+    python scripts/report.py runs/table1 --out report --include-unfinished     # also cells still running
+    python scripts/report.py --wandb-project contrastive-behaviour --wandb-group table1 --out report   # online
+
+Local cells are the folders that ``scripts/sweep.py`` writes (``<cell>/finished.json``,
+``<cell>/pretrain/version_N/{config.yaml,metrics.csv}``, ``<cell>/linear/version_N/metrics.csv``).
+Each cell is identified by its pretraining ``config.yaml`` (dataset, loss, temperature), not by
+its folder name. Our uniformity, tolerance and Fig 8 similarities are the last logged epoch's
+``val/*`` values (on the test split); accuracies are the linear evaluation's ``test/top1_last`` and
+``test/top1_best``, in percent.
+
+Writes to ``--out``:
+    table1.md, table1.csv   Table 1 (ours and the paper's per cell; one CSV row per run)
+    fig3_relative_penalty.png                       analytic (Eq 5), several tau
+    fig4_uniformity_contrastive.png, fig5_tolerance_contrastive.png
+    fig6_uniformity_hard_contrastive.png, fig7_tolerance_hard_contrastive.png
+    fig8_similarities_<dataset>.png                 positive + top-10 negatives per tau
+    fig9_accuracy.png                               linear top-1 against tau
+
+Cells that did not run are shown as missing ("—" in the table, absent from the figures); no
+value is ever filled in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PAPER_TABLE = ROOT / "configs/experiments/paper_table1.yaml"
+LOSS_KEYS = {  # class name -> Table 1 loss key
+    "ContrastiveLoss": "contrastive",
+    "SimpleContrastiveLoss": "simple",
+    "HardContrastiveLoss": "hard_contrastive",
+    "HardSimpleContrastiveLoss": "hard_simple",
+}
+LOSS_TITLES = {"contrastive": "contrastive", "simple": "simple", "hard_contrastive": "hard contrastive",
+               "hard_simple": "hard simple"}
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet100": "ImageNet-100"}
+MISSING = "—"
+
+
+# ------------------------------------------------------------------------ one run
+@dataclass
+class CellResult:
+    """What one finished (or, with --include-unfinished, partial) cell measured."""
+
+    name: str
+    dataset: str
+    loss: str
+    temperature: float | None
+    epochs: int | None  # epochs the last pretraining row was logged at (1-based)
+    metrics: dict[str, float] = field(default_factory=dict)  # val/* of the last epoch, test/* of the linear run
+    finished: bool = True
+    source: str = ""
+
+    @property
+    def column(self) -> str:
+        """The Table 1 column key: ``contrastive_tau0.3``, ``simple``."""
+        return f"{self.loss}_tau{float(self.temperature)}" if self.temperature is not None else self.loss
+
+
+def dataset_key(class_path: str) -> str:
+    """``datamodules.cifar.CIFAR10DataModule`` -> ``cifar10``."""
+    name = class_path.rsplit(".", 1)[-1]
+    return name[: -len("DataModule")].lower() if name.endswith("DataModule") else name.lower()
+
+
+def describe(config: dict[str, Any]) -> tuple[str, str, float | None]:
+    """(dataset, loss key, temperature) of a resolved pretraining config."""
+    loss = config["model"]["init_args"]["loss"]
+    loss_class = loss["class_path"].rsplit(".", 1)[-1]
+    key = LOSS_KEYS.get(loss_class, loss_class)
+    temperature = (loss.get("init_args") or {}).get("temperature")
+    return dataset_key(config["data"]["class_path"]), key, None if temperature is None else float(temperature)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def versions(folder: Path) -> list[Path]:
+    """``version_N`` folders in numeric order (a resumed pretraining continues in the next one)."""
+    found = [p for p in folder.glob("version_*") if p.is_dir() and p.name.split("_", 1)[1].isdigit()]
+    return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
+
+
+def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int | None, dict[str, float]]:
+    """The ``prefix`` metrics of the highest epoch over the runs' metrics.csv files (later runs win)."""
+    by_epoch: dict[int, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        if not (run / "metrics.csv").is_file():
+            continue
+        for row in read_csv_rows(run / "metrics.csv"):
+            values = {k: float(v) for k, v in row.items() if k.startswith(prefix)}
+            if values and "epoch" in row:
+                by_epoch[int(float(row["epoch"]))].update(values)
+    if not by_epoch:
+        return None, {}
+    epoch = max(by_epoch)
+    return epoch + 1, by_epoch[epoch]
+
+
+def load_local_cell(cell_dir: Path) -> CellResult | None:
+    """One cell of a sweep folder, or None when its pretraining has no config yet."""
+    pretrain_runs = [r for r in versions(cell_dir / "pretrain") if (r / "config.yaml").is_file()]
+    if not pretrain_runs:
+        return None
+    config = yaml.safe_load((pretrain_runs[-1] / "config.yaml").read_text())
+    dataset, loss, temperature = describe(config)
+    epochs, metrics = last_epoch_values(pretrain_runs, "val/")
+    finished = (cell_dir / "finished.json").is_file()
+    if finished:  # accuracies only from the linear run the runner saw finish, never from a partial one
+        marker = json.loads((cell_dir / "finished.json").read_text())
+        for row in read_csv_rows(cell_dir / marker["linear_run"] / "metrics.csv"):
+            metrics.update({k: float(v) for k, v in row.items() if k.startswith("test/")})
+    return CellResult(cell_dir.name, dataset, loss, temperature, epochs, metrics, finished, str(cell_dir))
+
+
+def find_local_cells(root: Path, include_unfinished: bool) -> list[CellResult]:
+    """Every cell under ``root``: folders holding ``finished.json`` (or a ``pretrain/`` with --include-unfinished)."""
+    dirs = {p.parent for p in root.rglob("finished.json") if p.parent.name != "pretrain"}
+    if include_unfinished:
+        dirs |= {p.parent for p in root.rglob("pretrain") if p.is_dir() and versions(p)}
+    cells = []
+    for cell_dir in sorted(dirs):
+        cell = load_local_cell(cell_dir)
+        if cell is not None:
+            cell.name = cell_dir.relative_to(root).as_posix() if cell_dir != root else cell_dir.name
+            cells.append(cell)
+    return cells
+
+
+# ----------------------------------------------------------------- W&B (optional)
+def load_wandb_cells(project: str, entity: str | None, group: str | None) -> list[CellResult]:
+    """Cells from the W&B API: runs that ``scripts/sweep.py --wandb online`` logged, paired by run name.
+
+    The pretraining run (job_type ``pretrain``) gives the config (``config`` of its W&B config,
+    logged by the provenance callback) and the last ``val/*`` values (its summary); the linear
+    run of the same name gives ``test/*``. Needs ``wandb`` and network access; untested offline.
+    """
+    try:
+        import wandb  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        raise SystemExit("--wandb-project needs the wandb package (pip install wandb)") from None
+    api = wandb.Api()
+    filters = {"group": group} if group else {}
+    path = f"{entity}/{project}" if entity else project
+    pretrain: dict[str, Any] = {}
+    linear: dict[str, Any] = {}
+    for run in api.runs(path, filters=filters):  # newest first: keep the first seen per name
+        target = linear if run.job_type == "linear" else pretrain if run.job_type == "pretrain" else None
+        if target is not None and run.state == "finished":
+            target.setdefault(run.name, run)
+    cells = []
+    for name, run in pretrain.items():
+        config = run.config.get("config")
+        if not isinstance(config, dict):
+            continue
+        dataset, loss, temperature = describe(config)
+        summary = dict(run.summary)
+        metrics = {k: float(v) for k, v in summary.items() if k.startswith("val/") and isinstance(v, (int, float))}
+        if name in linear:
+            metrics.update({k: float(v) for k, v in dict(linear[name].summary).items()
+                            if k.startswith("test/") and isinstance(v, (int, float))})
+        epoch = summary.get("epoch")
+        cells.append(CellResult(name, dataset, loss, temperature, int(epoch) + 1 if epoch is not None else None,
+                                metrics, name in linear, f"wandb:{run.path}"))
+    return cells
+
+
+# --------------------------------------------------------------------- the table
+def paper_table() -> dict[str, dict[str, dict[str, float]]]:
+    """dataset -> column -> {accuracy, uniformity, tolerance}, from configs/experiments/paper_table1.yaml."""
+    table = yaml.safe_load(PAPER_TABLE.read_text())
+    return {ds: {col: {m: vals[i] for m, vals in rows.items()} for i, col in enumerate(table["columns"])}
+            for ds, rows in table["datasets"].items()}
+
+
+def ours(cell: CellResult) -> dict[str, float | None]:
+    """The Table 1 quantities of one run; accuracies in percent."""
+    m = cell.metrics
+
+    def pct(key: str) -> float | None:
+        return 100.0 * m[key] if key in m else None
+
+    out: dict[str, float | None] = {"top1_last": pct("test/top1_last"), "top1_best": pct("test/top1_best"),
+                                    "top5_last": pct("test/top5_last"), "uniformity": m.get("val/uniformity"),
+                                    "tolerance": m.get("val/tolerance"), "alignment": m.get("val/alignment"),
+                                    "knn_top1": pct("val/knn_top1"), "pos_sim": m.get("val/pos_sim")}
+    for k in range(1, 11):
+        out[f"neg_sim_{k}"] = m.get(f"val/neg_sim_{k}")
+    return out
+
+
+def column_order(columns: Iterable[str], paper_columns: list[str]) -> list[str]:
+    extra = sorted(set(columns) - set(paper_columns))
+    return paper_columns + extra
+
+
+def mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def aggregate(cells: list[CellResult]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(dataset, column) -> mean of each quantity over the runs of that cell, and the runs' count."""
+    groups: dict[tuple[str, str], list[CellResult]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell.dataset, cell.column)].append(cell)
+    out = {}
+    for key, group in groups.items():
+        values = [ours(c) for c in group]
+        agg: dict[str, Any] = {q: mean([v[q] for v in values if v[q] is not None]) for q in values[0]}
+        agg["n"] = len(group)
+        agg["epochs"] = sorted({c.epochs for c in group if c.epochs is not None})
+        agg["temperature"] = group[0].temperature
+        agg["loss"] = group[0].loss
+        out[key] = agg
+    return out
+
+
+def fmt(value: float | None, digits: int) -> str:
+    return MISSING if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def write_csv(cells: list[CellResult], paper: dict, path: Path) -> None:
+    fields = ["cell", "dataset", "column", "loss", "temperature", "epochs", "finished", "top1_last", "top1_best",
+              "top5_last", "uniformity", "tolerance", "alignment", "knn_top1", "pos_sim",
+              *[f"neg_sim_{k}" for k in range(1, 11)], "paper_accuracy", "paper_uniformity", "paper_tolerance",
+              "source"]
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for cell in sorted(cells, key=lambda c: (c.dataset, c.column, c.name)):
+            ref = paper.get(cell.dataset, {}).get(cell.column, {})
+            row = {"cell": cell.name, "dataset": cell.dataset, "column": cell.column, "loss": cell.loss,
+                   "temperature": "" if cell.temperature is None else cell.temperature, "epochs": cell.epochs or "",
+                   "finished": cell.finished, "source": cell.source,
+                   **{f"paper_{m}": ref.get(m, "") for m in ("accuracy", "uniformity", "tolerance")}}
+            row.update({k: "" if v is None else repr(v) for k, v in ours(cell).items()})
+            writer.writerow(row)
+
+
+def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str]) -> str:
+    agg = aggregate(cells)
+    datasets = [d for d in DATASET_TITLES if any(c.dataset == d for c in cells)]
+    datasets += sorted({c.dataset for c in cells} - set(datasets))
+    not_run = [DATASET_TITLES.get(d, d) for d in paper if d not in datasets]
+    columns = column_order({c.column for c in cells}, paper_columns)
+    epochs = sorted({e for a in agg.values() for e in a["epochs"]})
+    lines = [
+        "# Table 1: linear top-1 accuracy, -L_uniformity and tolerance",
+        "",
+        "Each entry is **ours / paper**; " + MISSING + " = not run (never filled in). Ours: linear top-1 of the",
+        "last epoch's classifier (`test/top1_last`) and of the best validation epoch (`test/top1_best`, on the",
+        "test split unless a held-out split was configured, as the paper's code did); uniformity",
+        "(-L_uniformity, t = 2) and tolerance on the test-split embeddings at the last pretraining epoch.",
+        f"Our pretraining epochs: {', '.join(map(str, epochs)) if epochs else MISSING}; the paper's: 200.",
+        "",
+    ]
+    rows = [("top-1 last (%)", "top1_last", "accuracy", 2), ("top-1 best (%)", "top1_best", "accuracy", 2),
+            ("-L_uniformity", "uniformity", "uniformity", 3), ("tolerance", "tolerance", "tolerance", 3)]
+    header_names = []
+    for col in columns:
+        loss, _, tau = col.partition("_tau")
+        header_names.append(f"{LOSS_TITLES.get(loss, loss)}" + (f" τ={float(tau):g}" if tau else ""))
+    for dataset in datasets:
+        lines += [f"## {DATASET_TITLES.get(dataset, dataset)}", "",
+                  "| | " + " | ".join(header_names) + " |", "|---|" + "---|" * len(columns)]
+        for title, ours_key, paper_key, digits in rows:
+            entries = []
+            for col in columns:
+                mine = agg.get((dataset, col), {})
+                value = fmt(mine.get(ours_key), digits)
+                if mine.get("n", 0) > 1 and mine.get(ours_key) is not None:
+                    value += f" (mean of {mine['n']})"
+                ref = paper.get(dataset, {}).get(col, {}).get(paper_key)
+                entries.append(f"{value} / {MISSING if ref is None else f'{ref:g}'}")
+            lines.append(f"| {title} | " + " | ".join(entries) + " |")
+        lines.append("")
+    if not_run:
+        lines += [f"No runs on {', '.join(not_run)}: every cell missing (the paper's numbers are in "
+                  "configs/experiments/paper_table1.yaml).", ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- figures
+def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
+    from callbacks import plots  # noqa: PLC0415  (torch + matplotlib; the table needs neither)
+
+    agg = aggregate(cells)
+    datasets = sorted({c.dataset for c in cells}, key=lambda d: list(DATASET_TITLES).index(d)
+                      if d in DATASET_TITLES else len(DATASET_TITLES))
+    written = []
+    taus = sorted({c.temperature for c in cells if c.temperature is not None}) or [0.07, 0.3, 0.7, 1.0]
+    written.append(plots.plot_relative_penalty(taus, out / "fig3_relative_penalty.png"))
+    if not cells:  # Figs 4-9 plot our runs (beside the paper's): nothing to draw
+        return written
+
+    def curves(loss: str, key: str) -> dict[str, dict[float, float]]:
+        return {DATASET_TITLES.get(d, d): {a["temperature"]: a[key] for (ds, _), a in agg.items()
+                                           if ds == d and a["loss"] == loss and a["temperature"] is not None
+                                           and a[key] is not None} for d in datasets}
+
+    def references(loss: str, key: str) -> dict[str, dict[float, float]]:
+        refs = {}
+        for d in datasets:
+            points = {float(col.partition("_tau")[2]): vals[key] for col, vals in paper.get(d, {}).items()
+                      if col.startswith(f"{loss}_tau") and key in vals}
+            if points:
+                refs[DATASET_TITLES.get(d, d)] = points
+        return refs
+
+    def levels(loss: str, key: str, paper_key: str) -> dict[str, float]:
+        mine = {f"{DATASET_TITLES.get(ds, ds)}, {LOSS_TITLES[loss]} (ours)": a[key] for (ds, _), a in agg.items()
+                if a["loss"] == loss and a[key] is not None}
+        theirs = {f"{DATASET_TITLES.get(d, d)}, {LOSS_TITLES[loss]} (paper)": paper[d][loss][paper_key]
+                  for d in datasets if paper_key in paper.get(d, {}).get(loss, {})}
+        return {**mine, **theirs}
+
+    specs = [("fig4_uniformity_contrastive.png", "contrastive", "uniformity", "uniformity", "simple",
+              "-L_uniformity", "Uniformity, contrastive loss (Fig 4)"),
+             ("fig5_tolerance_contrastive.png", "contrastive", "tolerance", "tolerance", "simple",
+              "tolerance", "Tolerance, contrastive loss (Fig 5)"),
+             ("fig6_uniformity_hard_contrastive.png", "hard_contrastive", "uniformity", "uniformity", "hard_simple",
+              "-L_uniformity", "Uniformity, hard contrastive loss (Fig 6)"),
+             ("fig7_tolerance_hard_contrastive.png", "hard_contrastive", "tolerance", "tolerance", "hard_simple",
+              "tolerance", "Tolerance, hard contrastive loss (Fig 7)")]
+    for name, loss, key, paper_key, flat_loss, ylabel, title in specs:
+        written.append(plots.plot_metric_vs_temperature(curves(loss, key), out / name, ylabel, title,
+                                                        references(loss, paper_key),
+                                                        levels(flat_loss, key, paper_key)))
+    acc = {f"{DATASET_TITLES.get(d, d)}, {LOSS_TITLES[loss]}": points for loss in ("contrastive", "hard_contrastive")
+           for d, points in curves(loss, "top1_last").items()}
+    acc_refs = {f"{d}, {LOSS_TITLES[loss]}": pts for loss in ("contrastive", "hard_contrastive")
+                for d, pts in references(loss, "accuracy").items()}
+    flat = {**levels("simple", "top1_last", "accuracy"), **levels("hard_simple", "top1_last", "accuracy")}
+    written.append(plots.plot_metric_vs_temperature(acc, out / "fig9_accuracy.png", "linear top-1 (%, last epoch)",
+                                                    "Linear evaluation accuracy (Fig 9)", acc_refs, flat))
+    for d in datasets:
+        profiles = {}
+        for (ds, col), a in sorted(agg.items(), key=lambda kv: (kv[1]["loss"], kv[1]["temperature"] or math.inf)):
+            negs = [a[f"neg_sim_{k}"] for k in range(1, 11) if a[f"neg_sim_{k}"] is not None]
+            if ds == d and a["pos_sim"] is not None and negs:
+                tau = "" if a["temperature"] is None else f" τ={a['temperature']:g}"
+                profiles[f"{LOSS_TITLES.get(a['loss'], a['loss'])}{tau}"] = (a["pos_sim"], negs)
+        if profiles:
+            written.append(plots.plot_similarity_profiles(
+                profiles, out / f"fig8_similarities_{d}.png",
+                f"{DATASET_TITLES.get(d, d)}: positive and top-10 negative similarities (Fig 8)"))
+    return written
+
+
+# -------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", type=Path, help="sweep output folders (scripts/sweep.py --out)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for table1.md, table1.csv and the PNGs")
+    parser.add_argument("--include-unfinished", action="store_true",
+                        help="also cells still running or failed: their last logged epoch, accuracy missing")
+    parser.add_argument("--wandb-project", help="also read runs from this W&B project (online)")
+    parser.add_argument("--wandb-entity")
+    parser.add_argument("--wandb-group", help="only W&B runs of this group (the grid's name)")
+    parser.add_argument("--no-figures", action="store_true", help="the table only")
+    opts = parser.parse_args(argv)
+    if not opts.runs and not opts.wandb_project:
+        parser.error("give a runs folder, --wandb-project, or both")
+    cells: list[CellResult] = []
+    for root in opts.runs:
+        if not root.is_dir():
+            parser.error(f"{root} is not a folder")
+        cells += find_local_cells(root, opts.include_unfinished)
+    if opts.wandb_project:
+        cells += load_wandb_cells(opts.wandb_project, opts.wandb_entity, opts.wandb_group)
+    paper = paper_table()
+    paper_columns = yaml.safe_load(PAPER_TABLE.read_text())["columns"]
+    opts.out.mkdir(parents=True, exist_ok=True)
+    write_csv(cells, paper, opts.out / "table1.csv")
+    (opts.out / "table1.md").write_text(markdown_table(cells, paper, paper_columns) + "\n")
+    written = [opts.out / "table1.md", opts.out / "table1.csv"]
+    if not opts.no_figures:
+        written += figures(cells, paper, opts.out)
+    print(f"{len(cells)} runs ({sum(c.finished for c in cells)} finished); wrote "
+          + ", ".join(p.name for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

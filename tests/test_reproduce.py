@@ -1,0 +1,355 @@
+"""The reproduction tooling: generated presets and grids, the sweep runner's skip/resume logic, the report.
+
+The runner tests run real (tiny) pretrainings and linear evaluations of the shipped presets on
+CIFAR-format files of real images: the small encoder, 2 epochs of 2 batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import cli
+from tests.conftest import ROOT
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = _script("sweep")
+report = _script("report")
+make_experiments = _script("make_experiments")
+
+EXPERIMENTS = ROOT / "configs/experiments"
+TINY = ["--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false", "--data.init_args.verify_checksums=false",
+        "--data.init_args.num_workers=0", "--data.init_args.eval_batch_size=128"]
+
+
+def print_config(args: list[str], capsys) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def tiny_grid(path: Path, data_dir: Path, cells: list[dict], epochs: int = 2) -> Path:
+    """A grid of the shipped presets shrunk to seconds: small encoder, CPU, 2 batches per epoch."""
+    grid = {
+        "name": "tiny",
+        "pretrain": ["-c", "configs/base.yaml", "-c", "configs/model/small.yaml", "-c", "configs/trainer/cpu.yaml",
+                     f"--trainer.max_epochs={epochs}", f"--data.init_args.data_dir={data_dir}",
+                     "--data.init_args.batch_size=32", *TINY],
+        "linear": ["-c", "configs/eval/linear.yaml", "-c", "configs/trainer/cpu.yaml", "--trainer.max_epochs=3",
+                   "--model.init_args.optimizer.init_args.lr=1.0", f"--data.init_args.data_dir={data_dir}",
+                   "--data.init_args.batch_size=64", *TINY],
+        "cells": cells,
+    }
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def preset_cell(name: str) -> dict:
+    return {"name": name, "pretrain": ["-c", f"configs/experiments/{name}.yaml"]}
+
+
+def run_sweep(grid: Path, out: Path, *extra: str) -> int:
+    return sweep.main([str(grid), "--out", str(out), "--launcher", "inprocess", "--cache-features", *extra])
+
+
+def files_and_mtimes(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")
+            if p.is_file() and p.name != "runner.log"}
+
+
+def last_row(metrics_csv: Path, key: str) -> dict[str, str]:
+    with open(metrics_csv, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(key)]
+    assert rows, f"no {key} in {metrics_csv}"
+    return rows[-1]
+
+
+# ------------------------------------------------------------------ presets and grids
+def test_generated_files_are_up_to_date():
+    assert make_experiments.main(["--check"]) == 0, "run python scripts/make_experiments.py and commit the files"
+
+
+def test_every_table1_cell_has_a_consistent_preset():
+    paper = yaml.safe_load((EXPERIMENTS / "paper_table1.yaml").read_text())
+    for dataset in ("cifar10", "cifar100", "svhn", "imagenet100"):
+        assert len(paper["datasets"][dataset]["accuracy"]) == len(paper["columns"]) == 10
+        for column in paper["columns"]:
+            path = EXPERIMENTS / dataset / f"{column}.yaml"
+            text = path.read_text()
+            assert (f"python cli.py fit -c configs/base.yaml -c configs/data/{dataset}.yaml "
+                    f"-c configs/experiments/{dataset}/{column}.yaml") in text
+            preset = yaml.safe_load(text)
+            loss = preset["model"]["init_args"]["loss"]
+            loss_key = report.LOSS_KEYS[loss["class_path"].rsplit(".", 1)[1]]
+            tau = loss["init_args"].get("temperature")
+            assert (f"{loss_key}_tau{float(tau)}" if tau is not None else loss_key) == column
+            if loss_key.startswith("hard"):
+                assert loss["init_args"]["num_negatives"] == 4095
+            names = {lg["init_args"]["name"] for lg in preset["trainer"]["logger"]}
+            assert names == {f"{dataset}/{column}"}  # distinct per cell, same for every logger
+
+
+@pytest.mark.parametrize("dataset, column", [("cifar10", "contrastive_tau0.07"), ("svhn", "hard_contrastive_tau0.7"),
+                                             ("imagenet100", "simple")])
+def test_presets_compose_with_base_and_data(capsys, dataset, column):
+    config = print_config(["fit", "-c", str(ROOT / "configs/base.yaml"), "-c", str(ROOT / f"configs/data/{dataset}.yaml"),
+                           "-c", str(EXPERIMENTS / dataset / f"{column}.yaml")], capsys)
+    model = config["model"]["init_args"]
+    assert report.describe(config) == (dataset, column.split("_tau")[0],
+                                       float(column.split("_tau")[1]) if "_tau" in column else None)
+    assert config["trainer"]["logger"][0]["class_path"].endswith("CSVLogger")
+    assert config["trainer"]["logger"][0]["init_args"]["name"] == f"{dataset}/{column}"
+    assert config["trainer"]["max_epochs"] == 200
+    arch, decay = ("resnet50", 1e-4) if dataset == "imagenet100" else ("resnet18", 5e-4)
+    assert model["encoder"]["init_args"]["arch"] == arch
+    assert model["optimizer"]["init_args"]["weight_decay"] == decay
+    if column.startswith("hard"):
+        assert model["loss"]["init_args"]["num_negatives"] == 4095
+
+
+def test_grids_name_existing_files_and_the_slurm_array_covers_table1():
+    table1 = sweep.load_grid(EXPERIMENTS / "grid_table1.yaml")
+    short = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
+    assert len(table1.cells) == 40 and len(short.cells) == 7
+    for grid in (table1, short):
+        for args in [grid.pretrain, grid.linear, *[c.pretrain + c.linear for c in grid.cells]]:
+            for flag, value in zip(args, args[1:]):
+                if flag == "-c":
+                    assert (ROOT / value).is_file(), value
+    assert {c.name for c in short.cells} <= {c.name for c in table1.cells}
+    array = re.search(r"^#SBATCH --array=0-(\d+)$", (ROOT / "scripts/slurm_sweep.sh").read_text(), re.M)
+    assert array and int(array.group(1)) == len(table1.cells) - 1
+
+
+def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(capsys, tmp_path):
+    grid = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
+    cell = next(c for c in grid.cells if c.name == "cifar10/hard_contrastive_tau1.0")
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path)])
+    config = print_config(sweep.pretrain_command(grid, cell, tmp_path / cell.name, opts), capsys)
+    assert report.describe(config) == ("cifar10", "hard_contrastive", 1.0)
+    assert config["trainer"]["max_epochs"] == 20
+    assert config["model"]["init_args"]["scheduler"]["init_args"]["milestones"] == [16, 19]
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    (logger,) = config["trainer"]["logger"]  # the runner's own logger replaces the preset's two
+    assert logger["init_args"]["save_dir"] == str(tmp_path / cell.name)
+    assert logger["init_args"]["name"] == "pretrain"
+
+
+@pytest.mark.parametrize("order", ["loss first", "temperature first"])
+def test_wandb_sweep_commands_give_the_same_config_in_either_order(capsys, order):
+    sweep_utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
+    spec = yaml.safe_load((EXPERIMENTS / "sweep_wandb.yaml").read_text())
+    params = spec["parameters"]
+    hard = next(v for v in params["model.init_args.loss"]["values"] if "Hard" in v)
+    point = {"model.init_args.loss": {"value": hard}, "model.init_args.loss.init_args.temperature": {"value": 0.3}}
+    if order == "temperature first":
+        point = dict(reversed(list(point.items())))
+    flags = sweep_utils.create_sweep_command_args({"args": point})["args"]  # what the agent puts for ${args}
+    command = [c for c in spec["command"] if not c.startswith("${")]
+    assert command[0] == "fit" and spec["command"][-1] == "${args}" and spec["program"] == "cli.py"
+    args = [str(ROOT / a) if a.startswith("configs/") else a for a in command] + flags
+    config = print_config(args, capsys)
+    loss = config["model"]["init_args"]["loss"]
+    assert loss["class_path"].endswith("HardContrastiveLoss")
+    assert loss["init_args"]["temperature"] == 0.3 and loss["init_args"]["num_negatives"] == 4095
+    wandb_logger = config["trainer"]["logger"][1]
+    assert wandb_logger["class_path"].endswith("WandbLogger") and wandb_logger["init_args"]["offline"] is False
+
+
+def test_dry_run_prints_the_commands_and_runs_nothing(capsys, tmp_path):
+    out = tmp_path / "out"
+    assert sweep.main([str(EXPERIMENTS / "grid_table1.yaml"), "--out", str(out), "--index", "4", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "cli.py fit -c configs/base.yaml -c configs/data/cifar10.yaml -c configs/experiments/cifar10/simple.yaml" \
+        in printed
+    assert "configs/eval/linear.yaml" in printed and "--model.init_args.pretrained=" in printed
+    assert "contrastive_tau" not in printed  # only cell 4
+    assert not out.exists()
+
+
+def test_bad_grids_are_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    for text, message in [("cells: []", "no cells"), ("cells: [{name: a}, {name: a}]", "unique"),
+                          ("cells: [{name: ../a}]", "relative folder"), ("cells: [{name: a, pretrain: x}]", "list"),
+                          ("cell: []", "unknown keys")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            sweep.load_grid(bad)
+
+
+# --------------------------------------------------------------------------- the runner
+CELLS = ["cifar10/contrastive_tau0.07", "cifar10/hard_contrastive_tau1.0"]
+
+
+@pytest.fixture(scope="module")
+def tiny_sweep(cifar_small, tmp_path_factory):
+    """Both cells of a 2-cell grid, pretrained and evaluated once by the runner (in this process)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    grid = tiny_grid(folder / "grid.yaml", cifar_small, [preset_cell(c) for c in CELLS])
+    assert run_sweep(grid, folder / "out") == 0
+    return grid, folder / "out"
+
+
+def test_runner_finishes_each_cell_in_its_own_folder(tiny_sweep):
+    _, out = tiny_sweep
+    for name in CELLS:
+        cell = out / name
+        marker = json.loads((cell / "finished.json").read_text())
+        assert marker["pretrain_run"] == "pretrain/version_0" and marker["linear_run"] == "linear/version_0"
+        assert (cell / marker["checkpoint"]).is_file()
+        saved = yaml.safe_load((cell / "pretrain/version_0/config.yaml").read_text())
+        expected = ("cifar10", "contrastive", 0.07) if "tau0.07" in name else ("cifar10", "hard_contrastive", 1.0)
+        assert report.describe(saved) == expected
+        assert last_row(cell / "pretrain/version_0/metrics.csv", "val/uniformity")["epoch"] == "1"
+        test_row = last_row(cell / "linear/version_0/metrics.csv", "test/top1_last")
+        assert marker["test"]["test/top1_last"] == float(test_row["test/top1_last"])
+        linear_config = yaml.safe_load((cell / "linear/version_0/config.yaml").read_text())
+        assert linear_config["model"]["init_args"]["pretrained"] == str(cell / marker["checkpoint"])
+        assert linear_config["model"]["init_args"]["cache_features"] is True
+
+
+def test_rerun_skips_finished_cells(tiny_sweep):
+    grid, out = tiny_sweep
+    before = files_and_mtimes(out)
+    assert run_sweep(grid, out) == 0
+    assert files_and_mtimes(out) == before  # nothing written, nothing rerun
+    for name in CELLS:
+        assert (out / name / "runner.log").read_text().splitlines()[-1].endswith(
+            f"skip {name}: finished ({out / name / 'finished.json'})")
+
+
+def test_report_reads_back_the_runs_numbers(tiny_sweep, tmp_path):
+    _, out = tiny_sweep
+    assert report.main([str(out), "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "table1.csv", newline="") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    assert set(rows) == set(CELLS)
+    table = (tmp_path / "table1.md").read_text()
+    for name in CELLS:
+        pretrain = last_row(out / name / "pretrain/version_0/metrics.csv", "val/uniformity")
+        linear = last_row(out / name / "linear/version_0/metrics.csv", "test/top1_last")
+        row = rows[name]
+        for ours, logged in [("uniformity", "val/uniformity"), ("tolerance", "val/tolerance"),
+                             ("pos_sim", "val/pos_sim"), ("neg_sim_10", "val/neg_sim_10")]:
+            assert float(row[ours]) == float(pretrain[logged]), ours
+        assert float(row["top1_last"]) == pytest.approx(100 * float(linear["test/top1_last"]), abs=1e-9)
+        assert float(row["top1_best"]) == pytest.approx(100 * float(linear["test/top1_best"]), abs=1e-9)
+        assert row["epochs"] == "2" and row["finished"] == "True"
+        assert f"{float(pretrain['val/uniformity']):.3f} / " in table
+        assert f"{100 * float(linear['test/top1_last']):.2f} / " in table
+    assert float(rows[CELLS[0]]["paper_accuracy"]) == 79.75  # the paper's number beside ours
+    assert "| top-1 last (%) | — / 79.75" not in table  # ours is there for tau 0.07 ...
+    assert "— / 74.83" in table  # ... and the simple loss did not run: missing, not invented
+    assert "No runs on CIFAR-100, SVHN, ImageNet-100" in table
+    from PIL import Image
+
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert {p.name for p in pngs} == {
+        "fig3_relative_penalty.png", "fig4_uniformity_contrastive.png", "fig5_tolerance_contrastive.png",
+        "fig6_uniformity_hard_contrastive.png", "fig7_tolerance_hard_contrastive.png",
+        "fig8_similarities_cifar10.png", "fig9_accuracy.png"}
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+            assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_lost_linear_evaluation_is_redone_alone(tiny_sweep, tmp_path):
+    grid, original = tiny_sweep
+    out = tmp_path / "out"
+    shutil.copytree(original, out)  # markers hold paths relative to the cell: a copy stays valid
+    cell = out / CELLS[0]
+    old = json.loads((cell / "finished.json").read_text())
+    (cell / "finished.json").unlink()
+    shutil.rmtree(cell / "linear" / "version_0" / "checkpoints")  # an evaluation killed half-way
+    before = files_and_mtimes(out)
+
+    # meanwhile the report shows that cell's accuracy as missing, and only with --include-unfinished
+    assert report.main([str(out), "--out", str(tmp_path / "partial"), "--include-unfinished", "--no-figures"]) == 0
+    with open(tmp_path / "partial/table1.csv", newline="") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    assert rows[CELLS[0]]["finished"] == "False" and rows[CELLS[0]]["top1_last"] == ""
+    assert rows[CELLS[0]]["uniformity"] != ""
+
+    assert run_sweep(grid, out) == 0
+    after = files_and_mtimes(out)
+    redone = f"{CELLS[0]}/linear", f"{CELLS[0]}/finished.json"
+    assert {k: v for k, v in after.items() if not k.startswith(redone)} == \
+        {k: v for k, v in before.items() if not k.startswith(redone)}  # no pretraining reran
+    assert {k: v for k, v in after.items() if k.startswith(CELLS[1])} == \
+        {k: v for k, v in before.items() if k.startswith(CELLS[1])}  # the other cell untouched
+    log = (cell / "runner.log").read_text()
+    assert "removing the unfinished" in log and log.count("pretrain " + CELLS[0]) == 2  # start + finished, once
+    new = json.loads((cell / "finished.json").read_text())
+    assert new["linear_run"] == "linear/version_0" and new["checkpoint"] == old["checkpoint"]
+    assert new["test"] == pytest.approx(old["test"])  # the same evaluation of the same checkpoint
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # the resumed part logs to version_1, as intended
+def test_interrupted_pretraining_resumes_from_last_ckpt(tiny_sweep, tmp_path):
+    grid_path, original = tiny_sweep
+    grid = sweep.load_grid(grid_path)
+    out = tmp_path / "out"
+    opts = sweep.parse_args([str(grid_path), "--out", str(out)])
+    cell = out / CELLS[0]
+    # the runner's own pretraining command, stopped after epoch 1 of 2: last.ckpt and no marker
+    cli.main(sweep.pretrain_command(grid, grid.cells[0], cell, opts) + ["--trainer.max_epochs=1"])
+    assert sweep.cell_state(cell) == "resume"
+
+    assert run_sweep(grid_path, out, "--index", "0") == 0
+    first = cell / "pretrain/version_0/checkpoints/last.ckpt"
+    assert f"resume from {first}" in (cell / "runner.log").read_text()
+    with open(cell / "pretrain/version_1/metrics.csv", newline="") as f:
+        epochs = {r["epoch"] for r in csv.DictReader(f) if r.get("val/uniformity")}
+    assert epochs == {"1"}  # only the second epoch ran after the restart
+    resumed = torch.load(cell / "pretrain/version_1/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 4  # 2 epochs x 2 batches in all, not 2 + 4
+    assert json.loads((cell / "finished.json").read_text())["pretrain_run"] == "pretrain/version_1"
+    # bank, optimiser, sampler and augmentation seeds restored: the same numbers as the uninterrupted run
+    uninterrupted = last_row(original / CELLS[0] / "pretrain/version_0/metrics.csv", "val/uniformity")
+    again = last_row(cell / "pretrain/version_1/metrics.csv", "val/uniformity")
+    for key in ("train/loss_epoch", "val/uniformity", "val/tolerance"):
+        assert float(again[key]) == pytest.approx(float(uninterrupted[key]), rel=1e-5), key
+    assert not (out / CELLS[1]).exists()  # --index 0 ran cell 0 only
+
+
+def test_a_failing_cell_is_logged_and_the_grid_goes_on(cifar_small, tmp_path):
+    cells = [{"name": "bad_tau", "pretrain": ["--model.init_args.loss.init_args.temperature=-1"]},
+             {"name": "bad_arg", "pretrain": ["--model.init_args.no_such_argument=1"]}]
+    grid = tiny_grid(tmp_path / "grid.yaml", cifar_small, cells)
+    assert run_sweep(grid, tmp_path / "out") == 1
+    for name in ("bad_tau", "bad_arg"):
+        assert "FAILED pretrain" in (tmp_path / "out" / name / "runner.log").read_text()
+        assert sweep.cell_state(tmp_path / "out" / name) == "new"
+
+
+def test_subprocess_launcher_runs_a_cell_end_to_end(cifar_small, tmp_path):
+    grid = tiny_grid(tmp_path / "grid.yaml", cifar_small, [preset_cell("cifar10/simple")], epochs=1)
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(grid), "--out", str(tmp_path / "out"),
+                           "--cache-features"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cell = tmp_path / "out/cifar10/simple"
+    marker = json.loads((cell / "finished.json").read_text())
+    assert marker["commands"]["pretrain"].split()[1:3] == ["cli.py", "fit"]
+    assert "Seed set to 0" in (cell / "pretrain.out").read_text()  # each run's output in the cell's folder
+    assert "test/top1_last" in (cell / "linear.out").read_text()
