@@ -17,6 +17,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -113,15 +114,16 @@ def worker(args: argparse.Namespace) -> dict:
         cuda_before = torch.cuda.memory_allocated()
     rss_before = _rss_kib()
     reset_ok = _reset_peak()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     value = call(n)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     out = {
         "metric": args.worker,
         "n": n,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "extra_mib": max(0, _peak_kib(reset_ok) - rss_before) / 1024,
         "peak_exact": reset_ok,
         "value": torch.as_tensor(value).flatten()[:3].tolist(),
@@ -146,6 +148,7 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
 
+    load_before = os.getloadavg()[0]
     rows = []
     for metric in args.metrics:
         cmd = [sys.executable, __file__, "--worker", metric, "--n", str(args.n), "--dim", str(args.dim),
@@ -158,24 +161,27 @@ def main() -> None:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     cuda = args.device.startswith("cuda")
-    header = "| metric | N | seconds | peak extra RSS (MiB) |" + (" peak extra CUDA (MiB) |" if cuda else "") + " value |"
-    print(f"\nd = {args.dim}, device = {args.device}, torch threads = {rows[0].get('threads', '?')}\n")
+    header = "| metric | N | seconds | CPU seconds | peak extra RSS (MiB) |" + (" peak extra CUDA (MiB) |" if cuda else "") + " value |"
+    print(f"\nd = {args.dim}, device = {args.device}, torch threads = {rows[0].get('threads', '?')}, "
+          f"1-min load average {load_before:.2f} before and {os.getloadavg()[0]:.2f} after "
+          f"(a load well above 0 before the run: other processes shared the CPUs, and CPU seconds are the steadier figure)\n")
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for row in rows:
         name = DESCRIPTION[row["metric"]].format(test_n=args.test_n)
         if row.get("failed"):
-            print(f"| {name} | | failed | |" + (" |" if cuda else "") + " |")
+            print(f"| {name} | | failed | | |" + (" |" if cuda else "") + " |")
             continue
         value = ", ".join(f"{v:.4f}" for v in row["value"])
-        cells = f"| {name} | {row['n']:,} | {row['seconds']:.2f} | {row['extra_mib']:.0f}"
+        cells = f"| {name} | {row['n']:,} | {row['seconds']:.2f} | {row['cpu_seconds']:.2f} | {row['extra_mib']:.0f}"
         cells += "" if row["peak_exact"] else " (ru_maxrss)"
         cells += f" | {row['cuda_extra_mib']:.0f}" if cuda else ""
         print(f"{cells} | {value} |")
     full = [r for r in rows if not r.get("failed") and not r["metric"].endswith("_small")]
     if full:
-        total = sum(r["seconds"] for r in full)
-        print(f"| **all metrics at N = {args.n:,}** | | **{total:.2f}** | **{max(r['extra_mib'] for r in full):.0f}** (max)"
+        total, cpu_total = sum(r["seconds"] for r in full), sum(r["cpu_seconds"] for r in full)
+        print(f"| **all metrics at N = {args.n:,}** | | **{total:.2f}** | **{cpu_total:.2f}** "
+              f"| **{max(r['extra_mib'] for r in full):.0f}** (max)"
               + (" |" if cuda else "") + " |")
 
 
