@@ -110,6 +110,11 @@ class ContrastiveDataModule(pl.LightningDataModule):
         download: download the dataset in ``prepare_data`` when it is missing.
         pin_memory: pin host memory in the loaders (faster host-to-GPU copies).
         drop_last: drop the last incomplete training batch.
+        device_augmentation: load the training images as uint8 and apply the pretraining
+            augmentation on the accelerator, batched with per-image parameters
+            (:class:`~datamodules.gpu_augment.DeviceAugmentation`); for datasets of
+            fixed-size images without blur (CIFAR, SVHN). Same distribution as the CPU
+            pipeline, different random streams.
     """
 
     num_classes: int = 0
@@ -132,6 +137,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
         download: bool = True,
         pin_memory: bool = True,
         drop_last: bool = False,
+        device_augmentation: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -157,6 +163,8 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self.download = download
         self.pin_memory = pin_memory
         self.drop_last = drop_last
+        self.device_augmentation = device_augmentation
+        self._device_aug: Any = None
         self._splits: dict[str, Dataset] = {}
 
     # ----------------------------------------------------------------- subclass API
@@ -303,8 +311,42 @@ class ContrastiveDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    #: side of every image of the dataset when they all share one (device augmentation needs it)
+    fixed_image_size: int | None = None
+
+    def _device_aug_active(self, stage: str) -> bool:
+        if not self.device_augmentation or stage != "pretrain":
+            return False
+        preset = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
+        if self.fixed_image_size is None or preset.blur:
+            raise ValueError(f"device_augmentation needs images of one fixed size and no blur; "
+                             f"{type(self).__name__} ({preset}) has neither: use the CPU pipeline")
+        return True
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Apply the device-side augmentation to uint8 training batches (``device_augmentation``)."""
+        if self._device_aug is None or not getattr(self.trainer, "training", False):
+            return batch
+        index, images, label = batch
+        if images.dtype != torch.uint8:
+            return batch
+        views = [self._device_aug(images) for _ in range(self.num_views)]  # each (B, 3, s, s) float
+        return index, views[0] if self.num_views == 1 else views, label
+
     def train_dataloader(self) -> DataLoader:
         stage = self._resolve_stage()
+        self._device_aug = None
+        if self._device_aug_active(stage):
+            from datamodules.gpu_augment import DeviceAugmentation
+
+            p = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
+            self._device_aug = DeviceAugmentation(size=p.size, scale=p.crop_scale, jitter=p.jitter,
+                                                  hue=min(p.jitter, 0.5), jitter_p=p.jitter_p,
+                                                  grayscale_p=p.grayscale_p, flip=self.flip, mean=p.mean, std=p.std)
+            dataset: Dataset = IndexedDataset(self.train_split(), T.to_uint8_tensor, num_views=1)
+            sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,
+                                          world_size=self.world_size, seed=self.seed, drop_last=self.drop_last)
+            return self._loader(dataset, self.per_device_batch_size, shuffle=False, sampler=sampler)
         if stage == "features":
             # the module trains on features it computed once: the loader only draws indices
             dataset: Dataset = _IndexOnly(len(self.train_split()))

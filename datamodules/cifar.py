@@ -49,6 +49,7 @@ class CIFAR10DataModule(ContrastiveDataModule):
     dataset_name = "cifar10"
     official_train_size = 50_000
     preset = "cifar"
+    fixed_image_size = 32
     _tv_class = datasets.CIFAR10
     _url_hint = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 

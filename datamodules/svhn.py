@@ -39,6 +39,7 @@ class SVHNDataModule(ContrastiveDataModule):
     dataset_name = "svhn"
     official_train_size = 73_257
     preset = "svhn"
+    fixed_image_size = 32
 
     def __init__(self, *args, verify_checksums: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -149,3 +149,8 @@ def build(preset: str | Preset, stage: Stage, flip: bool = True) -> Callable:
     if stage == "none":
         return eval_transform(p)
     raise ValueError(f"unknown augmentation stage {stage!r}; choose pretrain, linear or none")
+
+
+def to_uint8_tensor(image) -> torch.Tensor:
+    """A PIL image or HWC array as a (3, H, W) uint8 tensor, for augmentation on the device."""
+    return v2.functional.pil_to_tensor(image) if not isinstance(image, torch.Tensor) else image
