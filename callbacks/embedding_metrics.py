@@ -95,9 +95,9 @@ class EmbeddingMetrics(Callback):
         epoch = trainer.current_epoch + 1
         return epoch % self.every_n_epochs == 0 or epoch >= (trainer.max_epochs or 0)
 
-    @staticmethod
-    def plot_dir(trainer: pl.Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir) / "plots"
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # trainer.log_dir broadcasts from rank 0, so every rank must ask for it, here, together
+        self.plot_dir = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
 
     def _send_image(self, trainer: pl.Trainer, key: str, path: Path) -> None:
         for logger in trainer.loggers:
@@ -112,7 +112,7 @@ class EmbeddingMetrics(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         temperature = getattr(getattr(pl_module, "loss", None), "temperature", None)
         if self.plot and temperature is not None and trainer.is_global_zero:
-            path = plots.plot_relative_penalty([temperature], self.plot_dir(trainer) / "relative_penalty.png")
+            path = plots.plot_relative_penalty([temperature], self.plot_dir / "relative_penalty.png")
             self._send_image(trainer, "plots/relative_penalty", path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -125,7 +125,7 @@ class EmbeddingMetrics(Callback):
         self.profile[epoch] = (float(values["val/pos_sim"]),
                                [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
         if self.plot and trainer.is_global_zero:
-            path = plots.plot_similarity_profile(self.profile, self.plot_dir(trainer) / "similarity_profile.png")
+            path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png")
             self._send_image(trainer, "plots/similarity_profile", path)
 
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, torch.Tensor]:
@@ -158,7 +158,7 @@ class EmbeddingMetrics(Callback):
             out["bank/pos_sim"] = pos_b
             out.update({f"bank/neg_sim_{r + 1}": negs_b[r] for r in range(self.top_k)})
         if self.embedding_map and trainer.is_global_zero:
-            path = plots.plot_embedding_2d(z.cpu(), y.cpu(), self.plot_dir(trainer)
+            path = plots.plot_embedding_2d(z.cpu(), y.cpu(), self.plot_dir
                                            / f"embedding_epoch{trainer.current_epoch:03d}.png",
                                            max_points=self.embedding_map_points)
             self._send_image(trainer, "plots/embedding_2d", path)

@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
 export WANDB_MODE="${WANDB_MODE:-offline}"
+# a requeued job keeps its SLURM_JOB_ID: the same W&B run continues
+export WANDB_RUN_ID="${WANDB_RUN_ID:-slurm-${SLURM_JOB_ID:-local}}" WANDB_RESUME="${WANDB_RESUME:-allow}"
 # num_nodes and devices must match the #SBATCH lines above
 srun python cli.py fit -c configs/base.yaml -c configs/trainer/multi_node.yaml \
     --trainer.num_nodes "${SLURM_NNODES:-2}" --trainer.devices "${SLURM_NTASKS_PER_NODE:-4}" \

@@ -307,7 +307,8 @@ def run_cell(grid: Grid, cell: Cell, index: int, opts: argparse.Namespace) -> st
                            f"see {cell_dir / 'pretrain.out'}")
             return "failed"
         _write_json(pretrain_dir / PRETRAIN_MARKER, {
-            "cell": cell.name, "grid": grid.name, "finished": _now(), "checkpoint": str(checkpoint.relative_to(cell_dir)),
+            "cell": cell.name, "grid": grid.name, "finished": _now(),
+            "checkpoint": str(checkpoint.relative_to(cell_dir)),
             "run": str(checkpoint.parents[1].relative_to(cell_dir)), "resumed_from": str(resume) if resume else None,
             "command": shell(args)})
         _log(cell_dir, f"pretrain {cell.name}: finished, {checkpoint}")
@@ -377,7 +378,8 @@ def select(grid: Grid, opts: argparse.Namespace) -> list[tuple[int, Cell]]:
     if opts.index:
         bad = [i for i in opts.index if not 0 <= i < len(grid.cells)]
         if bad:
-            raise SystemExit(f"--index {bad} out of range: the grid has {len(grid.cells)} cells (0-{len(grid.cells) - 1})")
+            raise SystemExit(f"--index {bad} out of range: the grid has {len(grid.cells)} cells "
+                             f"(0-{len(grid.cells) - 1})")
         chosen = [(i, c) for i, c in chosen if i in opts.index]
     if opts.only:
         chosen = [(i, c) for i, c in chosen if any(fnmatch.fnmatch(c.name, pattern) for pattern in opts.only)]
