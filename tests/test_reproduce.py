@@ -112,7 +112,8 @@ def test_every_table1_cell_has_a_consistent_preset():
 @pytest.mark.parametrize("dataset, column", [("cifar10", "contrastive_tau0.07"), ("svhn", "hard_contrastive_tau0.7"),
                                              ("imagenet100", "simple")])
 def test_presets_compose_with_base_and_data(capsys, dataset, column):
-    config = print_config(["fit", "-c", str(ROOT / "configs/base.yaml"), "-c", str(ROOT / f"configs/data/{dataset}.yaml"),
+    config = print_config(["fit", "-c", str(ROOT / "configs/base.yaml"),
+                           "-c", str(ROOT / f"configs/data/{dataset}.yaml"),
                            "-c", str(EXPERIMENTS / dataset / f"{column}.yaml")], capsys)
     model = config["model"]["init_args"]
     assert report.describe(config) == (dataset, column.split("_tau")[0],
@@ -153,6 +154,15 @@ def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(cap
     (logger,) = config["trainer"]["logger"]  # the runner's own logger replaces the preset's two
     assert logger["init_args"]["save_dir"] == str(tmp_path / cell.name)
     assert logger["init_args"]["name"] == "pretrain"
+
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "offline"])
+    config = print_config(sweep.linear_command(grid, cell, tmp_path / cell.name, opts, tmp_path / "x.ckpt"), capsys)
+    csv_logger, wandb_logger = config["trainer"]["logger"]
+    assert csv_logger["init_args"]["name"] == "linear"
+    assert wandb_logger["init_args"]["name"] == cell.name and wandb_logger["init_args"]["job_type"] == "linear"
+    assert wandb_logger["init_args"]["group"] == "short_reproduction" and wandb_logger["init_args"]["offline"]
+    assert config["model"]["init_args"]["cache_features"] is True
+    assert config["data"]["init_args"]["batch_size"] == 256  # the paper's, after the data config's 128
 
 
 @pytest.mark.parametrize("order", ["loss first", "temperature first"])
@@ -353,3 +363,24 @@ def test_subprocess_launcher_runs_a_cell_end_to_end(cifar_small, tmp_path):
     assert marker["commands"]["pretrain"].split()[1:3] == ["cli.py", "fit"]
     assert "Seed set to 0" in (cell / "pretrain.out").read_text()  # each run's output in the cell's folder
     assert "test/top1_last" in (cell / "linear.out").read_text()
+
+
+def test_wandb_reader_pairs_pretraining_and_linear_runs(tiny_sweep, monkeypatch):
+    """The W&B branch of the report against a stand-in for the API (the real one needs the network)."""
+    wandb = pytest.importorskip("wandb")
+    _, out = tiny_sweep
+    saved = yaml.safe_load((out / CELLS[0] / "pretrain/version_0/config.yaml").read_text())
+
+    class Run:
+        def __init__(self, name, job_type, summary, config=None, state="finished"):
+            self.name, self.job_type, self.summary, self.state = name, job_type, summary, state
+            self.config, self.path = {"config": config} if config else {}, ["me", "project", name]
+
+    runs = [Run(CELLS[0], "linear", {"test/top1_last": 0.5, "test/top1_best": 0.625}),
+            Run(CELLS[0], "pretrain", {"val/uniformity": 3.5, "val/tolerance": 0.2, "epoch": 199}, saved),
+            Run("crashed", "pretrain", {"val/uniformity": 1.0}, saved, state="crashed")]
+    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"runs": lambda self, path, filters: runs})())
+    (cell,) = report.load_wandb_cells("project", None, "tiny")
+    assert (cell.name, cell.dataset, cell.loss, cell.temperature, cell.epochs) == \
+        (CELLS[0], "cifar10", "contrastive", 0.07, 200)
+    assert report.ours(cell)["top1_best"] == 62.5 and report.ours(cell)["uniformity"] == 3.5
