@@ -162,3 +162,20 @@ def test_wrong_number_of_views_for_the_source_is_explained(cifar_small, tmp_path
     with pytest.raises(ValueError, match="num_views 2"):
         cli.main(quick_args(cifar_small, tmp_path, "--data.init_args.num_views=1",
                             configs=("configs/negatives/in_batch.yaml",)))
+
+
+@pytest.mark.parametrize("dataset, data_class", [
+    ("cifar10", "CIFAR10DataModule"), ("cifar100", "CIFAR100DataModule"), ("svhn", "SVHNDataModule"),
+    ("imagenet100", "ImageNet100DataModule"), ("imagefolder", "ImageFolderDataModule"),
+])
+def test_data_configs_keep_each_stages_batch_size(capsys, dataset, data_class):
+    """Swapping the dataset keeps pretraining's batch of 128 and linear evaluation's 256."""
+    for first, expected in (("configs/base.yaml", 128), ("configs/eval/linear.yaml", 256)):
+        args = ["fit", "-c", str(ROOT / first), "-c", str(ROOT / f"configs/data/{dataset}.yaml"), "--print_config"]
+        if "linear" in first:
+            args.append("--model.init_args.pretrained=x.ckpt")  # required, not opened by --print_config
+        with pytest.raises(SystemExit):
+            cli.main(args)
+        config = yaml.safe_load(capsys.readouterr().out)
+        assert config["data"]["class_path"].endswith(data_class)
+        assert config["data"]["init_args"]["batch_size"] == expected
