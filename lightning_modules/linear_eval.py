@@ -60,7 +60,7 @@ def load_pretrained_encoder(path: str | Path, encoder: Encoder | None = None) ->
     if encoder is None:
         from lightning_modules.contrastive import ContrastiveModule
 
-        encoder = ContrastiveModule.load_from_checkpoint(path, map_location="cpu").encoder
+        encoder = ContrastiveModule.load_from_checkpoint(path, map_location="cpu", weights_only=False).encoder
     try:
         encoder.load_state_dict(weights, strict=True)
     except RuntimeError as err:

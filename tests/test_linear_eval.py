@@ -104,3 +104,20 @@ def test_loaded_encoder_equals_the_pretrained_one(pretrained):
     module.check_encoder_unchanged()  # no snapshot yet: nothing to compare
     module._encoder_snapshot = before
     module.check_encoder_unchanged()
+
+
+def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
+    """Checkpoints whose hyper-parameters are objects (not CLI configs) load too."""
+    import pytorch_lightning as pl
+
+    from lightning_modules.contrastive import ContrastiveModule
+    from lightning_modules.encoders import SmallConvEncoder
+    from lightning_modules.negatives import MemoryBank
+
+    module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), num_samples=10, negatives=MemoryBank(dim=8))
+    trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "python.ckpt")
+    encoder = load_pretrained_encoder(tmp_path / "python.ckpt")
+    assert isinstance(encoder, SmallConvEncoder)
+    assert torch.equal(encoder.head.weight, module.encoder.head.weight)
