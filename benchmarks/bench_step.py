@@ -10,6 +10,7 @@ the memory bank's similarities and update, the loss, Lightning's loop and loggin
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -113,18 +114,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--hard", action="store_true", help="also time the hard contrastive loss (K=4095)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate bare and suite this many times; the median round counts")
     args = parser.parse_args(argv)
     torch.backends.cudnn.benchmark = True
-    bare = time_bare(args)
-    rows = [{"what": "bare loop (backbone fwd/bwd + SGD)", "s_per_step": bare}]
-    losses = {"suite: contrastive + bank": ContrastiveLoss(0.07)}
+    timers = {"bare loop (backbone fwd/bwd + SGD)": lambda: time_bare(args),
+              "suite: contrastive + bank": lambda: time_suite(args, ContrastiveLoss(0.07))}
     if args.hard:
-        losses["suite: hard contrastive (K=4095) + bank"] = HardContrastiveLoss(0.07, num_negatives=4095)
-    for name, loss in losses.items():
-        rows.append({"what": name, "s_per_step": time_suite(args, loss)})
+        timers["suite: hard contrastive (K=4095) + bank"] = lambda: time_suite(
+            args, HardContrastiveLoss(0.07, num_negatives=4095))
+    # alternating rounds: a slow spell of a shared machine then hits every variant alike
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    for _ in range(args.rounds):
+        for name, timer in timers.items():
+            samples[name].append(timer())
+    rows = [{"what": name, "s_per_step": statistics.median(values)} for name, values in samples.items()]
+    bare = rows[0]["s_per_step"]
     print(f"\nPretraining step, {args.arch}, batch {args.batch}, bank {args.bank}, {args.size}px, "
           f"{args.device}, {args.precision}{', channels_last' if args.channels_last else ''}, "
-          f"{torch.get_num_threads()} threads, mean of {args.steps} steps after {args.warmup} warm-up\n")
+          f"{torch.get_num_threads()} threads; median over {args.rounds} alternating rounds of the mean of "
+          f"{args.steps} steps after {args.warmup} warm-up\n")
     print("| what | s/step | images/s | ratio to bare |")
     print("|---|---|---|---|")
     for row in rows:

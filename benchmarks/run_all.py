@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     quick = args.quick
     plan = {
-        "step": ["bench_step.py", "--device", args.device, "--hard"] + (["--steps", "2", "--warmup", "1"] if quick else []),
+        "step": ["bench_step.py", "--device", args.device, "--hard"] + (["--steps", "2", "--warmup", "1", "--rounds", "1"] if quick else []),
         "augment": ["bench_augment.py"] + (["--seconds", "0.5"] if quick else []),
         "gpu_augment": ["bench_gpu_augment.py", "--device", args.device] + (["--iters", "3"] if quick else []),
         "metrics": ["bench_metrics.py", "--device", args.device] + (["--n", "5000", "--pdist-n", "2000",

@@ -37,7 +37,6 @@ def quick_args(data_dir: Path, log_dir: Path, *extra: str, epochs: int = 1, batc
         f"--trainer.default_root_dir={log_dir}",
         f"--trainer.logger.init_args.save_dir={log_dir}",
         f"--trainer.max_epochs={epochs}",
-        "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
         f"--data.init_args.data_dir={data_dir}",
         "--data.init_args.verify_checksums=false",

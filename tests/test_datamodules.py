@@ -496,7 +496,7 @@ def test_image_folder_config_trains_through_the_cli(folder_dir, tmp_path):
     args = ["fit"] + [a for c in ("base", "model/small", "logger/csv", "trainer/cpu", "data/imagefolder")
                       for a in ("-c", str(ROOT / f"configs/{c}.yaml"))]
     args += [f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}",
-             "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+             "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
              "--trainer.enable_model_summary=false", f"--data.init_args.data_dir={folder_dir}",
              "--data.init_args.num_workers=0", "--data.init_args.batch_size=8", "--data.init_args.eval_batch_size=32",
              "--data.init_args.preset=cifar", "--data.init_args.image_size=32"]

@@ -29,7 +29,7 @@ def linear_args(data_dir, log_dir, ckpt, *extra, epochs=3):
         f"--model.init_args.pretrained={ckpt}",
         f"--trainer.default_root_dir={log_dir}", f"--trainer.logger.init_args.save_dir={log_dir}",
         "--trainer.logger.init_args.name=linear",
-        f"--trainer.max_epochs={epochs}", "--trainer.enable_progress_bar=false",
+        f"--trainer.max_epochs={epochs}",
         "--trainer.enable_model_summary=false",
         f"--data.init_args.data_dir={data_dir}", "--data.init_args.verify_checksums=false",
         "--data.init_args.num_workers=0", "--data.init_args.eval_batch_size=500", *extra,

@@ -36,7 +36,7 @@ report = _script("report")
 make_experiments = _script("make_experiments")
 
 EXPERIMENTS = ROOT / "configs/experiments"
-TINY = ["--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
+TINY = ["--trainer.limit_train_batches=2",
         "--trainer.enable_model_summary=false", "--data.init_args.verify_checksums=false",
         "--data.init_args.num_workers=0", "--data.init_args.eval_batch_size=128"]
 
