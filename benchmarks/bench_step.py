@@ -128,18 +128,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for _ in range(args.rounds):
         for name, timer in timers.items():
             samples[name].append(timer())
-    rows = [{"what": name, "s_per_step": statistics.median(values)} for name, values in samples.items()]
+    rows = [{"what": name, "s_per_step": statistics.median(values), "spread": (min(values), max(values))}
+            for name, values in samples.items()]
     bare = rows[0]["s_per_step"]
     print(f"\nPretraining step, {args.arch}, batch {args.batch}, bank {args.bank}, {args.size}px, "
           f"{args.device}, {args.precision}{', channels_last' if args.channels_last else ''}, "
           f"{torch.get_num_threads()} threads; median over {args.rounds} alternating rounds of the mean of "
           f"{args.steps} steps after {args.warmup} warm-up\n")
-    print("| what | s/step | images/s | ratio to bare |")
-    print("|---|---|---|---|")
+    print("| what | s/step (median) | min..max over rounds | images/s | ratio to bare |")
+    print("|---|---|---|---|---|")
     for row in rows:
         row["images_per_s"] = args.batch / row["s_per_step"]
         row["ratio"] = row["s_per_step"] / bare
-        print(f"| {row['what']} | {row['s_per_step']:.3f} | {row['images_per_s']:.0f} | {row['ratio']:.3f} |")
+        low, high = row["spread"]
+        print(f"| {row['what']} | {row['s_per_step']:.3f} | {low:.3f}..{high:.3f} | {row['images_per_s']:.0f} | "
+              f"{row['ratio']:.3f} |")
     return rows
 
 

@@ -25,12 +25,15 @@ def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, sta
     dm = trainer.datamodule
     was_training = module.training
     module.eval()
-    n = len(dm.eval_dataloader(split, distributed=False, stage="none").dataset)
+    # augmented views are seeded per image (by epoch and index): the same on any number of processes
+    loader = dm.eval_dataloader(split, stage=stage, num_views=num_views, augmentation_seed=trainer.current_epoch)
+    n = len(loader.dataset)  # the whole split: a distributed sampler only shards it
+    if n == 0:
+        raise ValueError(f"the {split} split is empty")
     outs: list[torch.Tensor] | None = None
     labels = torch.full((n,), -1, dtype=torch.long, device=module.device)
-    with torch.random.fork_rng(devices=[]):  # the metrics' augmentations must not shift training's RNG
-        torch.manual_seed(trainer.current_epoch)
-        for index, images, label in dm.eval_dataloader(split, stage=stage, num_views=num_views):
+    with torch.random.fork_rng(devices=[]):  # and training's random state is left as it was
+        for index, images, label in loader:
             index, label = index.to(module.device), label.to(module.device)
             zs = [module.embed(v.to(module.device)) for v in as_views(images)]  # each (B, d)
             if trainer.world_size > 1:
@@ -43,7 +46,6 @@ def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, sta
                 out[index] = z.float()
             labels[index] = label
     module.train(was_training)
-    assert outs is not None, f"the {split} split is empty"
     return outs, labels
 
 

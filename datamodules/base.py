@@ -75,6 +75,20 @@ class _IndexOnly(Dataset):
         return index, torch.empty(0), -1
 
 
+class _SeededKeys(Dataset):
+    """Turns index i into the key (i, seed of i) of an :class:`IndexedDataset`: per-image augmentation seeds."""
+
+    def __init__(self, dataset: IndexedDataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[(index, (self.seed * 1_000_003 + index) % (2**63 - 1))]
+
+
 AugmentationChoice = Literal["auto", "pretrain", "linear", "none"]
 
 
@@ -377,17 +391,22 @@ class ContrastiveDataModule(pl.LightningDataModule):
         return T.build(self.preset, "none", flip=False)
 
     def eval_dataloader(self, split: Literal["train", "test"], distributed: bool | None = None,
-                        stage: Literal["none", "pretrain"] = "none", num_views: int = 1) -> DataLoader:
+                        stage: Literal["none", "pretrain"] = "none", num_views: int = 1,
+                        augmentation_seed: int = 0) -> DataLoader:
         """Loader over ``split`` for metrics, in dataset order; not augmented unless ``stage`` says so.
 
         ``train`` is the split the model trains on, so its indices address the memory
         bank. Under data parallelism each process reads its shard (``distributed``
         defaults to ``world_size > 1``); the sampler pads with repeated indices, which
-        callers remove by scattering through the index.
+        callers remove by scattering through the index. Augmented views are seeded per
+        image by ``augmentation_seed`` and the index, whatever the process count.
         """
         data = self.train_split() if split == "train" else self._raw("test")
         transform = self.eval_transform() if stage == "none" else self.transform_for(stage)
-        return self._eval_loader(IndexedDataset(data, transform, num_views), distributed)
+        dataset: Dataset = IndexedDataset(data, transform, num_views)
+        if stage != "none":
+            dataset = _SeededKeys(dataset, augmentation_seed)
+        return self._eval_loader(dataset, distributed)
 
     def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
         """The labels of ``split`` in index order, (N,) int64, read without decoding images."""
