@@ -27,8 +27,8 @@ Rerunning is always safe: a cell with ``finished.json`` is skipped; a pretrainin
 ``pretrain/finished.json`` but with a ``last.ckpt`` is resumed from it (``--ckpt_path``, so the
 epoch, optimiser, scheduler, memory bank and sampler continue; Lightning writes the resumed
 part to a new ``version_N``); an unfinished linear evaluation is deleted and redone (it is
-short and has no state worth keeping). The base config saves ``last.ckpt`` every 10 epochs and
-at the end, so an interrupted run loses at most 10 epochs.
+short and has no state worth keeping). The base config saves ``last.ckpt`` after every epoch and
+at the end, so an interrupted run loses at most one epoch.
 
 The runner owns the loggers of its runs (a CSV logger in the cell's folder and, with
 ``--wandb``, a W&B run named after the cell); the loggers of the grid's configs are replaced.
