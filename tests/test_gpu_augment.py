@@ -16,13 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision import transforms as T1
 from torchvision.transforms.v2 import functional as TF
 
 from datamodules import transforms as presets
 from datamodules.gpu_augment import DeviceAugmentation
 from tests.fakedata import load_subset
+from tests.sync_ops import RecordOps
 
 JITTER_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
 JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
@@ -297,26 +297,6 @@ def test_per_image_augmentation_spread_matches_the_cpu_pil_pipeline(both_pipelin
 
 
 # ---------------------------------------------------------------- device, determinism, no host sync
-SYNC_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "masked_scatter", "unique", "_unique", "_unique2",
-            "unique_consecutive", "unique_dim", "repeat_interleave", "equal", "is_nonzero"}
-
-
-class RecordOps(TorchDispatchMode):
-    """Records every aten op; flags those whose output shape or value the host must wait for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.syncing: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        bool_index = name in ("index", "index_put", "index_put_") and any(
-            isinstance(t, torch.Tensor) and t.dtype == torch.bool for t in (args[1] or []) if t is not None)
-        if name in SYNC_OPS or bool_index:
-            self.syncing.append(name)
-        return func(*args, **(kwargs or {}))
-
-
 def test_no_op_that_would_sync_the_host_on_cpu(cifar):
     aug = DeviceAugmentation(jitter_p=0.7)
     with RecordOps() as rec:
