@@ -179,3 +179,19 @@ def test_data_configs_keep_each_stages_batch_size(capsys, dataset, data_class):
         config = yaml.safe_load(capsys.readouterr().out)
         assert config["data"]["class_path"].endswith(data_class)
         assert config["data"]["init_args"]["batch_size"] == expected
+
+
+@pytest.mark.parametrize("source_config, source_class, views", [
+    ("configs/negatives/memory_bank.yaml", "MemoryBank", 1),
+    ("configs/negatives/in_batch.yaml", "InBatchNegatives", 2),
+    ("configs/negatives/momentum_queue.yaml", "MomentumQueue", 2),
+])
+def test_fit_runs_every_source_of_negatives(cifar_small, tmp_path, source_config, source_class, views):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--model.init_args.negatives.init_args.queue_size=64"
+                              if "queue" in source_config else "--trainer.max_epochs=1",
+                              configs=(source_config, "configs/loss/hard_contrastive.yaml")))
+    assert type(run.model.negatives).__name__ == source_class
+    assert run.datamodule.num_views == views
+    assert run.trainer.global_step == 2
+    assert torch.isfinite(run.trainer.callback_metrics["train/loss_epoch"])
+    assert "val/uniformity" in run.trainer.callback_metrics
