@@ -15,7 +15,7 @@ import callbacks  # noqa: F401  (the callbacks' classes, for class_path)
 import datamodules  # noqa: F401
 import lightning_modules  # noqa: F401
 from callbacks.provenance import ProvenanceSaveConfig
-from datamodules.base import ContrastiveDataModule
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
 from lightning_modules.base import SuiteModule
 
 # pretraining keeps the datamodule's val_dataloader (linear evaluation uses it) but has no validation loop
@@ -77,4 +77,7 @@ def main(args: list[str] | None = None, run: bool = True) -> SuiteCLI:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except DatasetNotFoundError as err:  # a missing dataset needs a sentence, not a traceback
+        sys.exit(f"error: {err}")
