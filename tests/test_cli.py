@@ -195,3 +195,17 @@ def test_fit_runs_every_source_of_negatives(cifar_small, tmp_path, source_config
     assert run.trainer.global_step == 2
     assert torch.isfinite(run.trainer.callback_metrics["train/loss_epoch"])
     assert "val/uniformity" in run.trainer.callback_metrics
+
+
+def test_missing_dataset_from_the_command_line_is_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "nowhere"
+    proc = subprocess.run([sys.executable, "cli.py", "fit", "-c", "configs/base.yaml", "-c", "configs/logger/csv.yaml",
+                           f"--data.init_args.data_dir={missing}", "--data.init_args.download=false",
+                           f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger.init_args.save_dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "error: cifar10 not found" in proc.stderr and str(missing) in proc.stderr
