@@ -101,15 +101,22 @@ def versions(folder: Path) -> list[Path]:
 
 
 def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int | None, dict[str, float]]:
-    """The ``prefix`` metrics of the highest epoch over the runs' metrics.csv files (later runs win)."""
+    """The ``prefix`` metrics of the highest epoch over the runs' metrics.csv files, in version order.
+
+    A resumed run continues the versions before it (later values win); a run that starts again at
+    epoch 0 replaces them (the runner restarts a pretraining that died before its first checkpoint).
+    """
     by_epoch: dict[int, dict[str, float]] = defaultdict(dict)
     for run in runs:
         if not (run / "metrics.csv").is_file():
             continue
-        for row in read_csv_rows(run / "metrics.csv"):
-            values = {k: float(v) for k, v in row.items() if k.startswith(prefix)}
-            if values and "epoch" in row:
-                by_epoch[int(float(row["epoch"]))].update(values)
+        rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(prefix)})
+                for row in read_csv_rows(run / "metrics.csv") if "epoch" in row]
+        rows = [(epoch, values) for epoch, values in rows if values]
+        if rows and min(epoch for epoch, _ in rows) == 0:
+            by_epoch.clear()  # a fresh start (not a resume): what came before it was abandoned
+        for epoch, values in rows:
+            by_epoch[epoch].update(values)
     if not by_epoch:
         return None, {}
     epoch = max(by_epoch)

@@ -162,7 +162,7 @@ def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(cap
     assert wandb_logger["init_args"]["name"] == cell.name and wandb_logger["init_args"]["job_type"] == "linear"
     assert wandb_logger["init_args"]["group"] == "short_reproduction" and wandb_logger["init_args"]["offline"]
     assert config["model"]["init_args"]["cache_features"] is True
-    assert config["data"]["init_args"]["batch_size"] == 256  # the paper's, after the data config's 128
+    assert config["data"]["init_args"]["batch_size"] == 256  # the paper's linear-evaluation batch
 
 
 @pytest.mark.parametrize("order", ["loss first", "temperature first"])
