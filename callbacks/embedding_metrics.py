@@ -95,7 +95,8 @@ class EmbeddingMetrics(Callback):
     # ------------------------------------------------------------------ helpers
     def _due(self, trainer: pl.Trainer) -> bool:
         epoch = trainer.current_epoch + 1
-        return epoch % self.every_n_epochs == 0 or epoch >= (trainer.max_epochs or 0)
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch  # max_epochs -1: no last epoch
+        return epoch % self.every_n_epochs == 0 or last
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # trainer.log_dir broadcasts from rank 0, so every rank must ask for it, here, together

@@ -328,14 +328,19 @@ class ContrastiveDataModule(pl.LightningDataModule):
     #: side of every image of the dataset when they all share one (device augmentation needs it)
     fixed_image_size: int | None = None
 
-    def _device_aug_active(self, stage: str) -> bool:
+    def _device_augmentation(self, stage: str) -> Any:
+        """The :class:`DeviceAugmentation` of the training loader, or None when the CPU pipeline runs."""
         if not self.device_augmentation or stage != "pretrain":
-            return False
-        preset = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
-        if self.fixed_image_size is None or preset.blur:
+            return None
+        p = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
+        if self.fixed_image_size is None or p.blur:
             raise ValueError(f"device_augmentation needs images of one fixed size and no blur; "
-                             f"{type(self).__name__} ({preset}) has neither: use the CPU pipeline")
-        return True
+                             f"{type(self).__name__} ({p}) has neither: use the CPU pipeline")
+        from datamodules.gpu_augment import DeviceAugmentation
+
+        return DeviceAugmentation(size=p.size, scale=p.crop_scale, jitter=p.jitter, hue=min(p.jitter, 0.5),
+                                  jitter_p=p.jitter_p, grayscale_p=p.grayscale_p, flip=self.flip, mean=p.mean,
+                                  std=p.std)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Apply the device-side augmentation to uint8 training batches (``device_augmentation``)."""
@@ -349,21 +354,13 @@ class ContrastiveDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         stage = self._resolve_stage()
-        self._device_aug = None
-        if self._device_aug_active(stage):
-            from datamodules.gpu_augment import DeviceAugmentation
-
-            p = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
-            self._device_aug = DeviceAugmentation(size=p.size, scale=p.crop_scale, jitter=p.jitter,
-                                                  hue=min(p.jitter, 0.5), jitter_p=p.jitter_p,
-                                                  grayscale_p=p.grayscale_p, flip=self.flip, mean=p.mean, std=p.std)
+        self._device_aug = self._device_augmentation(stage)
+        if self._device_aug is not None:
+            # uint8 images; on_after_batch_transfer makes the views on the device
             dataset: Dataset = IndexedDataset(self.train_split(), T.to_uint8_tensor, num_views=1)
-            sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,
-                                          world_size=self.world_size, seed=self.seed, drop_last=self.drop_last)
-            return self._loader(dataset, self.per_device_batch_size, shuffle=False, sampler=sampler)
-        if stage == "features":
+        elif stage == "features":
             # the module trains on features it computed once: the loader only draws indices
-            dataset: Dataset = _IndexOnly(len(self.train_split()))
+            dataset = _IndexOnly(len(self.train_split()))
         else:
             dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
         sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,

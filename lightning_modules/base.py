@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, Iterable
+
 import pytorch_lightning as pl
+from torch import nn
 
 
 class SuiteModule(pl.LightningModule):
@@ -14,3 +17,18 @@ class SuiteModule(pl.LightningModule):
 
     #: which training augmentation the datamodule should apply (``pretrain``, ``linear``, ``none``)
     augmentation_stage: str = "pretrain"
+
+    #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
+    optimizer_factory: Any
+    scheduler_factory: Any
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        """What the optimiser updates (subclasses narrow it, e.g. to the linear layer)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.trainable_parameters())
+        scheduler = self.scheduler_factory(optimizer)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -144,7 +144,8 @@ class ContrastiveModule(SuiteModule):
         self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
         every = self.penalty_entropy_every_n_steps
         temperature = getattr(self.loss, "temperature", None)
-        if every and temperature is not None and self.global_step % every == 0:
+        # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
+        if every and temperature is not None and (self.global_step + 1) % every == 0:
             with torch.no_grad():
                 entropy = relative_penalty_entropy(pos.detach(), neg.detach(), temperature)
             self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
@@ -175,11 +176,3 @@ class ContrastiveModule(SuiteModule):
 
     def on_train_epoch_end(self) -> None:
         self.raise_if_nonfinite()
-
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
-        scheduler = self.scheduler_factory(optimizer)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

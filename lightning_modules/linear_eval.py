@@ -227,9 +227,5 @@ class LinearEvalModule(SuiteModule):
         self.log("test/top5_last", self.test_last5, on_epoch=True)
         self.log("test/top1_best", self.test_best, on_epoch=True)
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.classifier.parameters())
-        scheduler = self.scheduler_factory(optimizer)
-        if scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        return self.classifier.parameters()

@@ -226,7 +226,8 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
             exactly one of num_negatives and alpha.
         alpha: keep every s_ij at or above the anchor's upper-alpha quantile, the
             ceil(alpha * K)-th largest (ties included); in (0, 1], 1 keeps all
-            (the paper: 0.0819 on CIFAR, 0.0315 SVHN, 0.034 ImageNet-100).
+            (the paper prints 0.0819 CIFAR, 0.0315 SVHN, 0.034 ImageNet-100; the shipped presets use
+            num_negatives=4095, the "nearest 4095" of its text, see docs/reproduce.md).
     """
 
     def __init__(self, temperature: float, num_negatives: int | None = None,

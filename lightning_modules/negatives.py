@@ -208,7 +208,7 @@ class MomentumQueue(NegativeSource):
     (gathered from all ranks) replace the oldest entries of the queue.
 
     Args:
-        queue_size: number of negatives kept; must be a multiple of the global batch size.
+        queue_size: number of negatives kept (at least the global batch size).
         dim: embedding dimension, the encoder head's output size.
         encoder_momentum: m above (0.999 in MoCo).
     """
@@ -259,6 +259,8 @@ class MomentumQueue(NegativeSource):
         for b_k, b_q in zip(self.key_encoder.buffers(), self._encoder[0].buffers()):
             b_k.copy_(b_q)
         size = self.queue.shape[0]
+        if keys.shape[0] > size:  # two keys would land in one slot
+            raise ValueError(f"queue_size={size} is smaller than the global batch ({keys.shape[0]} keys)")
         slots = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size  # (W*B,)
         self.queue.index_copy_(0, slots, keys.to(self.queue.dtype))
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)

@@ -6,7 +6,7 @@
 # The array must cover the grid: `python scripts/sweep.py <grid> --count` cells, indices 0 to count-1.
 # SLURM needs the log folder before the job starts: mkdir -p runs.
 # Resubmitting the same array is safe: finished cells are skipped, interrupted pretrainings resume
-# from their last.ckpt (saved every 10 epochs), unfinished linear evaluations are redone.
+# from their last.ckpt (saved every epoch), unfinished linear evaluations are redone.
 # The ImageNet-100 cells (30-39: ResNet-50, 224-pixel JPEGs) are the slow ones; if one outlives --time,
 # resubmit its index and it resumes.
 #SBATCH --job-name=contrastive-table1

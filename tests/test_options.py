@@ -47,7 +47,7 @@ def test_device_augmentation_refuses_blurred_or_variable_size_data(tmp_path):
 
     dm = ImageFolderDataModule(data_dir=str(tmp_path), device_augmentation=True)
     with pytest.raises(ValueError, match="device_augmentation"):
-        dm._device_aug_active("pretrain")
+        dm._device_augmentation("pretrain")
 
 
 @pytest.mark.slow

@@ -384,3 +384,18 @@ def test_wandb_reader_pairs_pretraining_and_linear_runs(tiny_sweep, monkeypatch)
     assert (cell.name, cell.dataset, cell.loss, cell.temperature, cell.epochs) == \
         (CELLS[0], "cifar10", "contrastive", 0.07, 200)
     assert report.ours(cell)["top1_best"] == 62.5 and report.ours(cell)["uniformity"] == 3.5
+
+
+def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
+    def write(version: int, rows: list[tuple[int, float]]) -> Path:
+        run = tmp_path / f"version_{version}"
+        run.mkdir()
+        lines = ["epoch,step,val/uniformity"] + [f"{epoch},{epoch},{value}" for epoch, value in rows]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        return run
+
+    abandoned = write(0, [(0, 1.0), (1, 1.5), (2, 1.75)])  # died before its first checkpoint
+    fresh = write(1, [(0, 2.0), (1, 2.5)])  # the runner started again: it ran to a checkpoint at epoch 1
+    resumed = write(2, [(2, 3.0)])  # and resumed from it
+    assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
+    assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
