@@ -60,6 +60,14 @@ class EmbeddingMetrics(Callback):
     ``val/pos_sim``, ``val/neg_sim_1`` .. ``val/neg_sim_k`` (the other view is the
     positive; the other images' second views are the negatives). With ``bank_metrics``,
     the same uniformity/tolerance/profile on the memory bank as ``bank/...``.
+    ``val/centroid_norm`` (and ``bank/centroid_norm`` when there is a bank) is the norm of
+    the mean embedding: 1 for a collapsed embedding, about 0 for a centred one.
+
+    With ``log_initial`` the metrics are also computed once before the first training
+    step, on the untrained encoder, and logged as epoch -1 at step 0 (the start of every
+    trajectory; kNN then uses the embedded training split, since the bank is still its
+    random initialisation). That pass reads every test image, so a corrupt one stops the
+    run before any training is lost.
 
     Args:
         every_n_epochs: compute every this many epochs (and after the last one).
@@ -72,11 +80,12 @@ class EmbeddingMetrics(Callback):
             ``<log_dir>/plots`` and send them to W&B when it logs.
         embedding_map: also save a 2-D t-SNE map of the test embeddings (Fig 2); slow.
         embedding_map_points: points in that map.
+        log_initial: compute and log the metrics once before training starts (epoch -1).
     """
 
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
                  uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
-                 embedding_map: bool = False, embedding_map_points: int = 2000) -> None:
+                 embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if knn_k < 1 or top_k < 1:
@@ -90,6 +99,7 @@ class EmbeddingMetrics(Callback):
         self.plot = plot
         self.embedding_map = embedding_map
         self.embedding_map_points = embedding_map_points
+        self.log_initial = log_initial
         self.profile: dict[int, tuple[float, list[float]]] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -118,27 +128,41 @@ class EmbeddingMetrics(Callback):
             path = plots.plot_relative_penalty([temperature], self.plot_dir / "relative_penalty.png")
             self._send_image(trainer, "plots/relative_penalty", path)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.log_initial or trainer.global_step > 0 or trainer.current_epoch > 0:
+            return  # a resumed run logged its starting point already
+        values = self.compute(trainer, pl_module, initial=True)
+        row = {key: float(value) for key, value in values.items()}
+        row["epoch"] = -1
+        for logger in trainer.loggers:  # straight to the loggers: Lightning would stamp epoch 0
+            logger.log_metrics(row, step=0)
+        self._record_profile(trainer, -1, values)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
             return
         values = self.compute(trainer, pl_module)
         for key, value in values.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=False)
-        epoch = trainer.current_epoch
+        self._record_profile(trainer, trainer.current_epoch, values)
+
+    def _record_profile(self, trainer: pl.Trainer, epoch: int, values: dict[str, torch.Tensor]) -> None:
         self.profile[epoch] = (float(values["val/pos_sim"]),
                                [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
         if self.plot and trainer.is_global_zero:
             path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png")
             self._send_image(trainer, "plots/similarity_profile", path)
 
-    def compute(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, torch.Tensor]:
-        """All metrics of this epoch, identical on every rank."""
+    def compute(self, trainer: pl.Trainer, module: pl.LightningModule,
+                initial: bool = False) -> dict[str, torch.Tensor]:
+        """All metrics of this epoch, identical on every rank (``initial``: before any training step)."""
         (z,), y = embed_split(trainer, module, "test")
         (z1, z2), _ = embed_split(trainer, module, "test", stage="pretrain", num_views=2)
         out: dict[str, torch.Tensor] = {
             "val/uniformity": -M.uniformity(z, t=self.uniformity_t),
             "val/tolerance": M.tolerance(z, y),
             "val/alignment": M.alignment(z1, z2),
+            "val/centroid_norm": M.centroid_norm(z),
         }
         pos, negs = M.positive_and_topk_similarities(z1, z2, torch.arange(len(z1), device=z1.device),
                                                      k=self.top_k)
@@ -147,14 +171,17 @@ class EmbeddingMetrics(Callback):
         dm = trainer.datamodule
         bank = self._bank(module)
         if bank is not None:
+            out["bank/centroid_norm"] = M.centroid_norm(bank)
+        if bank is not None and not initial:
             train_z, train_y = bank, dm.labels("train").to(bank.device)
         else:
             (train_z,), train_y = embed_split(trainer, module, "train")
         out["val/knn_top1"] = M.knn_accuracy(train_z, train_y, z, y, k=self.knn_k, sigma=self.knn_sigma,
                                              num_classes=dm.num_classes)
         if self.bank_metrics and bank is not None:
+            bank_y = dm.labels("train").to(bank.device)
             out["bank/uniformity"] = -M.uniformity(bank, t=self.uniformity_t)
-            out["bank/tolerance"] = M.tolerance(bank, train_y)
+            out["bank/tolerance"] = M.tolerance(bank, bank_y)
             (zt,), _ = embed_split(trainer, module, "train", stage="pretrain")
             pos_b, negs_b = M.positive_and_topk_similarities(
                 zt, bank, torch.arange(len(zt), device=zt.device), k=self.top_k)

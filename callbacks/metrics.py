@@ -292,6 +292,22 @@ def knn_accuracy(train_z: Tensor, train_y: Tensor, test_z: Tensor, test_y: Tenso
     return (correct.double() / m).to(dtype)
 
 
+# --------------------------------------------------------------------------- collapse
+def centroid_norm(z: Tensor) -> Tensor:
+    """Norm of the mean embedding, ``|| (1/N) sum_i z_i ||``, for unit-norm rows ``z`` (N, d).
+
+    1 when every row is the same point (complete collapse), about ``1/sqrt(N)`` for rows
+    spread uniformly on the sphere, 0 when they are exactly centred. It measures the
+    component all embeddings share, which Eq 1's gradient removes only through the
+    softmax weights of the negatives (see docs/reproduce.md, the early phase).
+    """
+    _as_2d(z, "z")
+    if z.shape[0] < 1:
+        raise ValueError("z needs at least one row")
+    mean = z.to(torch.promote_types(_compute_dtype(z), torch.float64)).mean(dim=0)  # (d,), fp64 sum
+    return mean.norm().to(_compute_dtype(z))
+
+
 # --------------------------------------------------------------------------- Eq 5
 def relative_penalty(neg: Tensor, temperature: float) -> Tensor:
     """Relative penalty of Eq 5: ``r_i(s_ij) = exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)``.

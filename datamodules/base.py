@@ -124,6 +124,10 @@ class ContrastiveDataModule(pl.LightningDataModule):
         download: download the dataset in ``prepare_data`` when it is missing.
         pin_memory: pin host memory in the loaders (faster host-to-GPU copies).
         drop_last: drop the last incomplete training batch.
+        train_subset: keep only the first ``train_subset`` images of the official training
+            split (in the official order), e.g. 4000 for a CPU-sized reproduction; None
+            keeps all. The held-out split (``val_fraction``) is taken from this subset.
+        test_subset: keep only the first ``test_subset`` images of the official test split.
         device_augmentation: load the training images as uint8 and apply the pretraining
             augmentation on the accelerator, batched with per-image parameters
             (:class:`~datamodules.gpu_augment.DeviceAugmentation`); for datasets of
@@ -152,8 +156,14 @@ class ContrastiveDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         drop_last: bool = False,
         device_augmentation: bool = False,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (("train_subset", train_subset), ("test_subset", test_subset)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 (the first n images of the split) or null, "
+                                 f"got {value!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if eval_batch_size < 1:
@@ -178,6 +188,8 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.drop_last = drop_last
         self.device_augmentation = device_augmentation
+        self.train_subset = train_subset
+        self.test_subset = test_subset
         self._device_aug: Any = None
         self._splits: dict[str, Dataset] = {}
 
@@ -220,6 +232,12 @@ class ContrastiveDataModule(pl.LightningDataModule):
         official size, which :meth:`setup` checks once the files exist.
         """
         full = self._count_train() if self._is_available() else self.official_train_size
+        return self._after_subset(full)
+
+    def _after_subset(self, full: int) -> int:
+        """Training images left of ``full`` after ``train_subset`` and the held-out part."""
+        if self.train_subset is not None:
+            full = min(full, self.train_subset)
         return full - self._num_held_out(full)
 
     def _num_held_out(self, full: int) -> int:
@@ -275,9 +293,17 @@ class ContrastiveDataModule(pl.LightningDataModule):
             raise
 
     def _raw(self, split: Literal["train", "test"]) -> Dataset:
+        """The split as the suite sees it: the first ``train_subset``/``test_subset`` images when set."""
         if split not in self._splits:
             self._check_available()
-            self._splits[split] = self._load_split(split)
+            data = self._load_split(split)
+            n = self.train_subset if split == "train" else self.test_subset
+            if n is not None:
+                if n > len(data):
+                    raise ValueError(f"{split}_subset={n} but the {self.dataset_name} {split} split in "
+                                     f"{self.data_dir} has only {len(data)} images; choose at most {len(data)}")
+                data = Subset(data, range(n))
+            self._splits[split] = data
         return self._splits[split]
 
     def setup(self, stage: str | None = None) -> None:

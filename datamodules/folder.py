@@ -228,8 +228,7 @@ class ImageFolderDataModule(ContrastiveDataModule):
     @property
     def num_train_samples(self) -> int:  # type: ignore[override]
         """Images in ``train/`` (less any held-out part), from the listing; the folder must exist."""
-        full = self._count_train()
-        return full - self._num_held_out(full)
+        return self._after_subset(self._count_train())
 
     def transform_for(self, stage: Literal["pretrain", "linear", "none"]):
         return T.build(self.augmentation_preset, stage, flip=self.flip)

@@ -149,6 +149,10 @@ class ContrastiveModule(SuiteModule):
             with torch.no_grad():
                 entropy = relative_penalty_entropy(pos.detach(), neg.detach(), temperature)
             self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+        in_hard_set = getattr(self.loss, "positive_in_hard_set", None)
+        if every and in_hard_set is not None and (self.global_step + 1) % every == 0:
+            # hard losses: how often the positive is no closer than the chosen negatives
+            self.log("train/pos_in_hard_set", in_hard_set(pos, neg), on_step=True, on_epoch=False)
         return loss
 
     def _watch_finite(self, loss: torch.Tensor) -> None:

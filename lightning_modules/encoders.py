@@ -47,6 +47,13 @@ class GhostBatchNorm2d(nn.BatchNorm2d):
         return super().extra_repr() + f", group_size={self.group_size}"
 
 
+def _head(feature_dim: int, out_dim: int, head_norm: bool) -> nn.Module:
+    """The linear head, optionally followed by a BatchNorm1d without affine parameters."""
+    if not head_norm:
+        return nn.Linear(feature_dim, out_dim)
+    return nn.Sequential(nn.Linear(feature_dim, out_dim), nn.BatchNorm1d(out_dim, affine=False))
+
+
 def _ghost_batchnorm(module: nn.Module, group_size: int) -> nn.Module:
     """Replace every BatchNorm2d in ``module`` by a :class:`GhostBatchNorm2d` (weights kept)."""
     for name, child in module.named_children():
@@ -91,10 +98,14 @@ class ResNetEncoder(Encoder):
         bn_group_size: compute BatchNorm training statistics over groups of this many
             images (e.g. 32, the paper's per-GPU batch) instead of the whole batch;
             None uses the whole per-device batch.
+        head_norm: follow the linear head by a BatchNorm1d without affine parameters, which
+            centres the embedding over the batch before it is L2-normalised (the paper's
+            head is linear: False). A randomly initialised network maps every image close
+            to one direction; this removes that shared component from the first step.
     """
 
     def __init__(self, arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18", cifar_stem: bool = True,
-                 out_dim: int = 128, bn_group_size: int | None = None) -> None:
+                 out_dim: int = 128, bn_group_size: int | None = None, head_norm: bool = False) -> None:
         super().__init__()
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
@@ -110,7 +121,7 @@ class ResNetEncoder(Encoder):
         if bn_group_size is not None:
             _ghost_batchnorm(net, bn_group_size)
         self.backbone = net
-        self.head = nn.Linear(self.feature_dim, out_dim)
+        self.head = _head(self.feature_dim, out_dim, head_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, feature_dim): torchvision pools and flattens before fc
@@ -124,9 +135,11 @@ class SmallConvEncoder(Encoder):
         out_dim: embedding dimension.
         batchnorm: use BatchNorm after each convolution (False: no batch statistics,
             so results do not depend on how the batch is split across devices).
+        head_norm: BatchNorm1d without affine parameters after the linear head (see
+            :class:`ResNetEncoder`).
     """
 
-    def __init__(self, width: int = 16, out_dim: int = 128, batchnorm: bool = True) -> None:
+    def __init__(self, width: int = 16, out_dim: int = 128, batchnorm: bool = True, head_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = [3, width, 2 * width, 4 * width]
@@ -139,7 +152,7 @@ class SmallConvEncoder(Encoder):
         self.backbone = nn.Sequential(*layers)
         self.feature_dim = channels[-1]
         self.out_dim = out_dim
-        self.head = nn.Linear(self.feature_dim, out_dim)
+        self.head = _head(self.feature_dim, out_dim, head_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)  # (B, 4 * width)

@@ -89,6 +89,10 @@ class LinearEvalModule(SuiteModule):
             once and train on them (no augmentation; 100 epochs cost about one pass);
             False follows the paper's protocol with augmentation.
         init_std: standard deviation of the linear layer's normal initialisation.
+        lbfgs_probe: at test time also fit the L-BFGS probe of :mod:`lightning_modules.probe`
+            (standardised features, L2 chosen on a held-out 10% of the training split) on
+            the non-augmented training features and log ``test/top1_lbfgs`` (and the chosen
+            ``test/lbfgs_l2``): the linear optimum, beside the paper's protocol.
     """
 
     #: ``cli.py fit`` runs the test split right after training
@@ -104,6 +108,7 @@ class LinearEvalModule(SuiteModule):
         scheduler: SchedulerFactory | None = None,
         cache_features: bool = False,
         init_std: float = 0.01,
+        lbfgs_probe: bool = False,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -131,6 +136,8 @@ class LinearEvalModule(SuiteModule):
         self.test_best = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self._encoder_snapshot: dict[str, torch.Tensor] | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.lbfgs_probe = lbfgs_probe
+        self._test_feats: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
     def augmentation_stage(self) -> str:  # read by the datamodule
@@ -214,6 +221,25 @@ class LinearEvalModule(SuiteModule):
     def on_test_start(self) -> None:
         if self.best_val_top1 < 0:  # never validated: the best classifier is the last one
             self.best_classifier.load_state_dict(self.classifier.state_dict())
+        self._test_feats = []
+
+    def on_test_epoch_end(self) -> None:
+        if not self.lbfgs_probe or not self._test_feats:
+            return
+        from lightning_modules.probe import lbfgs_probe
+
+        feats = torch.cat([f for f, _ in self._test_feats])
+        labels = torch.cat([y for _, y in self._test_feats])
+        self._test_feats = []
+        if self.trainer.world_size > 1:  # every rank fits the same probe on the whole test split
+            feats = self.all_gather(feats).reshape(-1, feats.shape[-1])
+            labels = self.all_gather(labels).reshape(-1)
+        if self._cache is None:
+            self._build_cache()
+        train_x, train_y = self._cache
+        result = lbfgs_probe(train_x, train_y, feats, labels, self.num_classes)
+        self.log("test/top1_lbfgs", result["top1"], rank_zero_only=False)
+        self.log("test/lbfgs_l2", result["l2"], rank_zero_only=False)
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         _, images, label = batch
@@ -223,6 +249,8 @@ class LinearEvalModule(SuiteModule):
         self.test_last(last, label)
         self.test_last5(last, label)
         self.test_best(best, label)
+        if self.lbfgs_probe:
+            self._test_feats.append((feats, label))
         self.log("test/top1_last", self.test_last, on_epoch=True)
         self.log("test/top5_last", self.test_last5, on_epoch=True)
         self.log("test/top1_best", self.test_best, on_epoch=True)

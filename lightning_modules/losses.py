@@ -17,6 +17,7 @@ gradient is exactly zero. No Python loop over the batch and no host sync in forw
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -206,6 +207,21 @@ class _HardNegatives:
         index = neg.topk(values.shape[1], dim=1, sorted=False).indices  # (B, k), same call as _hardest
         return torch.zeros_like(neg, dtype=torch.bool).scatter_(1, index, True)  # (B, K)
 
+    @torch.no_grad()
+    def positive_in_hard_set(self, pos: Tensor, neg: Tensor) -> Tensor:
+        """Fraction of anchors whose positive ranks among the chosen negatives (a scalar tensor).
+
+        That is, ``s_ii`` is at least the smallest kept ``s_ij``: the positive is then no
+        closer than the hardest negatives, the situation in which Eq 9's loss pulls the
+        positive's gradient against its own nearest neighbours (and, in the author's
+        selection, ``selection="all"``, the positive joins the denominator's set).
+        """
+        self._check_shapes(pos, neg)
+        neg = _at_least_fp32(neg.detach())
+        k = self.quantile_count(neg.shape[1])
+        threshold = neg.topk(k, dim=1).values[:, -1]  # (B,) the k-th largest negative
+        return (_at_least_fp32(pos.detach()).reshape(-1) >= threshold).float().mean()
+
     def _selection_repr(self) -> str:
         if self.alpha is None:
             return f"num_negatives={self.num_negatives}"
@@ -228,15 +244,26 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
             ceil(alpha * K)-th largest (ties included); in (0, 1], 1 keeps all
             (the paper prints 0.0819 CIFAR, 0.0315 SVHN, 0.034 ImageNet-100; the shipped presets use
             num_negatives=4095, the "nearest 4095" of its text, see docs/reproduce.md).
+        selection: ``"negatives"`` (Eq 9: the hardest k negatives, the positive always
+            added) or ``"all"`` (the first author's code: the largest k + 1 similarities
+            among ALL keys, the positive included only when it ranks there; when it does
+            not, the (k+1)-th negative takes its place in the denominator).
     """
 
     def __init__(self, temperature: float, num_negatives: int | None = None,
-                 alpha: float | None = None) -> None:
+                 alpha: float | None = None, selection: Literal["negatives", "all"] = "negatives") -> None:
         super().__init__()
         self.temperature = _check_temperature(temperature)
         self._init_selection(num_negatives, alpha)
+        if selection not in ("negatives", "all"):
+            raise ValueError(f"selection must be 'negatives' (Eq 9) or 'all' (the author's code), got {selection!r}")
+        self.selection = selection
 
     def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
+        if self.selection == "all":
+            keys = torch.cat([pos.reshape(-1, 1), neg], dim=1)  # (B, 1 + K): every key, the positive first
+            top = keys.topk(min(self.quantile_count(neg.shape[1]) + 1, keys.shape[1]), dim=1).values
+            return torch.logsumexp(top / self.temperature, dim=1) - pos.reshape(-1) / self.temperature
         values, mask = self._hardest(neg)
         if mask is not None:
             # -inf drops a negative from the log-sum-exp; torch.where gives it a zero gradient
@@ -244,7 +271,8 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
         return _contrastive(pos, values, self.temperature)
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}, {self._selection_repr()}"
+        extra = "" if self.selection == "negatives" else f", selection={self.selection!r}"
+        return f"temperature={self.temperature}, {self._selection_repr()}{extra}"
 
 
 class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):

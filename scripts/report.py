@@ -67,6 +67,8 @@ class CellResult:
     metrics: dict[str, float] = field(default_factory=dict)  # val/* of the last epoch, test/* of the linear run
     finished: bool = True
     source: str = ""
+    #: epoch -> the val/* and bank/* values logged at that epoch (-1: before training), for the trajectories
+    trajectory: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def column(self) -> str:
@@ -113,7 +115,7 @@ def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int |
         rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(prefix)})
                 for row in read_csv_rows(run / "metrics.csv") if "epoch" in row]
         rows = [(epoch, values) for epoch, values in rows if values]
-        if rows and min(epoch for epoch, _ in rows) == 0:
+        if rows and min(epoch for epoch, _ in rows) <= 0:  # epoch -1: the metrics before training
             by_epoch.clear()  # a fresh start (not a resume): what came before it was abandoned
         for epoch, values in rows:
             by_epoch[epoch].update(values)
@@ -121,6 +123,22 @@ def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int |
         return None, {}
     epoch = max(by_epoch)
     return epoch + 1, by_epoch[epoch]
+
+
+def trajectory(runs: Iterable[Path]) -> dict[int, dict[str, float]]:
+    """epoch -> every ``val/*``/``bank/*`` value logged at it, over the runs in version order (as above)."""
+    by_epoch: dict[int, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        if not (run / "metrics.csv").is_file():
+            continue
+        rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(("val/", "bank/"))})
+                for row in read_csv_rows(run / "metrics.csv") if "epoch" in row]
+        rows = [(epoch, values) for epoch, values in rows if values]
+        if rows and min(epoch for epoch, _ in rows) <= 0 and any(e <= 0 for e in by_epoch):
+            by_epoch.clear()  # a fresh start replaces an abandoned one
+        for epoch, values in rows:
+            by_epoch[epoch].update(values)
+    return dict(sorted(by_epoch.items()))
 
 
 def load_local_cell(cell_dir: Path) -> CellResult | None:
@@ -136,7 +154,8 @@ def load_local_cell(cell_dir: Path) -> CellResult | None:
         marker = json.loads((cell_dir / "finished.json").read_text())
         for row in read_csv_rows(cell_dir / marker["linear_run"] / "metrics.csv"):
             metrics.update({k: float(v) for k, v in row.items() if k.startswith("test/")})
-    return CellResult(cell_dir.name, dataset, loss, temperature, epochs, metrics, finished, str(cell_dir))
+    return CellResult(cell_dir.name, dataset, loss, temperature, epochs, metrics, finished, str(cell_dir),
+                      trajectory(pretrain_runs))
 
 
 def find_local_cells(root: Path, include_unfinished: bool) -> list[CellResult]:
@@ -207,6 +226,7 @@ def ours(cell: CellResult) -> dict[str, float | None]:
         return 100.0 * m[key] if key in m else None
 
     out: dict[str, float | None] = {"top1_last": pct("test/top1_last"), "top1_best": pct("test/top1_best"),
+                                    "top1_lbfgs": pct("test/top1_lbfgs"), "centroid_norm": m.get("val/centroid_norm"),
                                     "top5_last": pct("test/top5_last"), "uniformity": m.get("val/uniformity"),
                                     "tolerance": m.get("val/tolerance"), "alignment": m.get("val/alignment"),
                                     "knn_top1": pct("val/knn_top1"), "pos_sim": m.get("val/pos_sim")}
@@ -233,6 +253,8 @@ def aggregate(cells: list[CellResult]) -> dict[tuple[str, str], dict[str, Any]]:
     for key, group in groups.items():
         values = [ours(c) for c in group]
         agg: dict[str, Any] = {q: mean([v[q] for v in values if v[q] is not None]) for q in values[0]}
+        agg["range"] = {q: (min(vs), max(vs)) for q in values[0]
+                        if len(vs := [v[q] for v in values if v[q] is not None]) > 1}
         agg["n"] = len(group)
         agg["epochs"] = sorted({c.epochs for c in group if c.epochs is not None})
         agg["temperature"] = group[0].temperature
@@ -247,7 +269,7 @@ def fmt(value: float | None, digits: int) -> str:
 
 def write_csv(cells: list[CellResult], paper: dict, path: Path) -> None:
     fields = ["cell", "dataset", "column", "loss", "temperature", "epochs", "finished", "top1_last", "top1_best",
-              "top5_last", "uniformity", "tolerance", "alignment", "knn_top1", "pos_sim",
+              "top1_lbfgs", "top5_last", "uniformity", "centroid_norm", "tolerance", "alignment", "knn_top1", "pos_sim",
               *[f"neg_sim_{k}" for k in range(1, 11)], "paper_accuracy", "paper_uniformity", "paper_tolerance",
               "source"]
     with open(path, "w", newline="") as f:
@@ -281,7 +303,11 @@ def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str
         "",
     ]
     rows = [("top-1 last (%)", "top1_last", "accuracy", 2), ("top-1 best (%)", "top1_best", "accuracy", 2),
-            ("-L_uniformity", "uniformity", "uniformity", 3), ("tolerance", "tolerance", "tolerance", 3)]
+            ("top-1 L-BFGS probe (%)", "top1_lbfgs", None, 2),
+            ("-L_uniformity", "uniformity", "uniformity", 3), ("tolerance", "tolerance", "tolerance", 3),
+            ("centroid norm", "centroid_norm", None, 3)]
+    present = {key for c in cells for key, v in ours(c).items() if v is not None}
+    rows = [r for r in rows if r[2] is not None or r[1] in present]  # the suite's extra rows when measured
     header_names = []
     for col in columns:
         loss, _, tau = col.partition("_tau")
@@ -295,8 +321,9 @@ def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str
                 mine = agg.get((dataset, col), {})
                 value = fmt(mine.get(ours_key), digits)
                 if mine.get("n", 0) > 1 and mine.get(ours_key) is not None:
-                    value += f" (mean of {mine['n']})"
-                ref = paper.get(dataset, {}).get(col, {}).get(paper_key)
+                    low, high = mine["range"].get(ours_key, (mine[ours_key], mine[ours_key]))
+                    value += f" (mean of {mine['n']}: {low:.{digits}f}-{high:.{digits}f})"
+                ref = paper.get(dataset, {}).get(col, {}).get(paper_key) if paper_key else None
                 entries.append(f"{value} / {MISSING if ref is None else f'{ref:g}'}")
             lines.append(f"| {title} | " + " | ".join(entries) + " |")
         lines.append("")
@@ -352,6 +379,11 @@ def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
         written.append(plots.plot_metric_vs_temperature(curves(loss, key), out / name, ylabel, title,
                                                         references(loss, paper_key),
                                                         levels(flat_loss, key, paper_key)))
+    from scripts.figures import plot_trajectories  # noqa: PLC0415
+
+    runs = {c.name: c.trajectory for c in sorted(cells, key=lambda c: c.name) if c.trajectory}
+    if runs:
+        written.append(plot_trajectories(runs, out / "trajectories.png"))
     acc = {f"{DATASET_TITLES.get(d, d)}, {LOSS_TITLES[loss]}": points for loss in ("contrastive", "hard_contrastive")
            for d, points in curves(loss, "top1_last").items()}
     acc_refs = {f"{d}, {LOSS_TITLES[loss]}": pts for loss in ("contrastive", "hard_contrastive")

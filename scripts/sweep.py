@@ -85,6 +85,8 @@ class Grid:
 def _args(value: Any, where: str) -> list[str]:
     if value is None:
         return []
+    if isinstance(value, list):  # one level of nesting flattens: a YAML anchor (&args) reused in a list
+        value = [v for item in value for v in (item if isinstance(item, list) else [item])]
     if not isinstance(value, list) or any(isinstance(v, (dict, list)) for v in value):
         raise ValueError(f"{where} must be a list of command-line arguments, got {value!r}")
     return [str(v).lower() if isinstance(v, bool) else str(v) for v in value]

@@ -504,3 +504,48 @@ def test_image_folder_config_trains_through_the_cli(folder_dir, tmp_path):
     run = cli.main(args)
     assert run.trainer.global_step == 2
     assert (run.model.hparams["num_samples"], run.model.hparams["num_classes"]) == (24, 3)
+
+
+# ------------------------------------------------------------------------- train_subset / test_subset
+@pytest.mark.parametrize("kind", ["cifar100", "svhn", "folder", "imagenet100"])
+def test_subsets_keep_the_first_n_images_of_each_split(kind, roots):
+    full = make(kind, roots[kind])
+    full.setup("fit")
+    n_train, n_test = len(full.train_split()) - 3, len(full._raw("test")) - 1
+    sub = make(kind, roots[kind], train_subset=n_train, test_subset=n_test)
+    sub.setup("fit")
+    assert sub.num_train_samples == n_train
+    assert len(sub.train_split()) == n_train and len(sub._raw("test")) == n_test
+    assert sub.labels("train").tolist() == full.labels("train").tolist()[:n_train]
+    assert sub.labels("test").tolist() == full.labels("test").tolist()[:n_test]
+    # the same pictures, in the official order
+    for split, i in (("train", n_train - 1), ("test", n_test - 1)):
+        a, b = sub._raw(split)[i][0], full._raw(split)[i][0]
+        assert list(a.getdata()) == list(b.getdata())
+    assert sorted(train_indices(sub)) == list(range(n_train))
+    eval_batches = list(sub.eval_dataloader("test"))
+    assert sum(len(idx) for idx, _, _ in eval_batches) == n_test
+
+
+def test_a_subset_larger_than_the_split_names_the_split_size(svhn_dir):
+    dm = make("svhn", svhn_dir, train_subset=10**6)
+    with pytest.raises(ValueError, match=r"train_subset=1000000 .* has only \d+ images"):
+        dm.setup("fit")
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, True])
+def test_bad_subset_values_are_errors(value, svhn_dir):
+    with pytest.raises(ValueError, match="test_subset must be an integer >= 1"):
+        make("svhn", svhn_dir, test_subset=value)
+
+
+def test_cifar10_subset_of_4000_and_1000_is_the_first_images_of_the_official_files(cifar_subset):
+    from datamodules.cifar import CIFAR10DataModule
+    from tests.fakedata import load_subset
+
+    dm = CIFAR10DataModule(str(cifar_subset), verify_checksums=False, train_subset=300, test_subset=50)
+    dm.setup("fit")
+    data = load_subset()
+    assert dm.labels("train").tolist() == data["y_train"][:300].tolist()
+    assert np.asarray(dm._raw("test")[49][0]).tolist() == data["x_test"][49].tolist()
+    assert dm.num_train_samples == 300

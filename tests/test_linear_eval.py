@@ -121,3 +121,42 @@ def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
     encoder = load_pretrained_encoder(tmp_path / "python.ckpt")
     assert isinstance(encoder, SmallConvEncoder)
     assert torch.equal(encoder.head.weight, module.encoder.head.weight)
+
+
+def test_lbfgs_probe_reaches_at_least_the_sgd_probe_and_is_logged(cifar_subset, pretrained, tmp_path):
+    run = cli.main(linear_args(cifar_subset, tmp_path, pretrained, "--model.init_args.cache_features=true",
+                               "--model.init_args.lbfgs_probe=true", "--data.init_args.train_subset=1000",
+                               "--data.init_args.test_subset=500", "--model.init_args.optimizer.init_args.lr=1.0",
+                               epochs=5))
+    metrics = run.trainer.callback_metrics
+    assert float(metrics["test/top1_lbfgs"]) > 0.2
+    assert float(metrics["test/lbfgs_l2"]) > 0
+    # it is the probe of lightning_modules.probe on the same frozen features
+    from lightning_modules.probe import lbfgs_probe
+
+    model, dm = run.model, run.datamodule
+    train_x, train_y = model._cache
+    feats, labels = [], []
+    for _, images, label in dm.test_dataloader():
+        feats.append(model.features(images))
+        labels.append(label)
+    expected = lbfgs_probe(train_x, train_y, torch.cat(feats), torch.cat(labels), 10)
+    assert float(metrics["test/top1_lbfgs"]) == pytest.approx(expected["top1"])
+
+
+@pytest.mark.parametrize("every", [3, 1])
+def test_last_ckpt_holds_the_final_epoch_whatever_the_validation_schedule(cifar_small, pretrained, tmp_path, every):
+    run = cli.main(linear_args(cifar_small, tmp_path, pretrained, "--model.init_args.cache_features=true",
+                               f"--trainer.check_val_every_n_epoch={every}", epochs=4))
+    ckpt = torch.load(run_dir(tmp_path, "linear") / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)
+    assert ckpt["epoch"] == 3  # the 4th and last epoch, although epoch 3 was not validated when every=3
+    torch.testing.assert_close(ckpt["state_dict"]["classifier.weight"], run.model.classifier.weight.detach())
+
+
+def test_pretraining_last_ckpt_holds_the_final_epoch(cifar_small, tmp_path):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.callbacks.init_args.every_n_epochs=2",
+                              epochs=3, batches=2))
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 2 and ckpt["global_step"] == run.trainer.global_step
+    torch.testing.assert_close(ckpt["state_dict"]["negatives.bank"], run.model.negatives.bank)

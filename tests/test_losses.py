@@ -402,3 +402,63 @@ def test_repr(loss, text):
 def test_base_class_has_no_loss_of_its_own():
     with pytest.raises(NotImplementedError):
         ContrastiveLossBase()(torch.zeros(2), torch.zeros(2, 3))
+
+
+# ---- the early phase: invariance to a common shift of the keys (docs/reproduce.md) --------------------------
+
+@pytest.mark.parametrize("loss", [ContrastiveLoss(0.07), ContrastiveLoss(1.0),
+                                  HardContrastiveLoss(0.2, num_negatives=5)])
+def test_gradient_wrt_f_is_unchanged_when_every_key_moves_by_one_vector(loss):
+    """s_ij = f_i . g_j: adding c to every key g (the positive's too) adds f_i . c to every logit of
+    row i, which the softmax cancels; so d loss / d f_i is the same, and a shared component of the
+    keys is attacked only through the softmax weights (Eq 4)."""
+    g = torch.Generator().manual_seed(3)
+    f = torch.nn.functional.normalize(torch.randn(6, 8, generator=g, dtype=torch.float64), dim=1)
+    keys = torch.nn.functional.normalize(torch.randn(20, 8, generator=g, dtype=torch.float64), dim=1)
+    own = torch.arange(6)  # anchor i's positive key is keys[i]
+
+    def grad_f(k: torch.Tensor) -> torch.Tensor:
+        q = f.clone().requires_grad_(True)
+        s = q @ k.T  # (6, 20)
+        pos = s[own, own]
+        neg = torch.stack([torch.cat([s[i, :i], s[i, i + 1:]]) for i in range(6)])  # (6, 19)
+        loss(pos, neg).backward()
+        return q.grad
+
+    shift = 0.7 * torch.randn(8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(grad_f(keys + shift), grad_f(keys), rtol=1e-10, atol=1e-12)
+    # the simple loss is not invariant: its negatives' weights do not sum to the positive's
+    q = f.clone().requires_grad_(True)
+    s = q @ (keys + shift).T
+    SimpleContrastiveLoss()(s[own, own], torch.stack([torch.cat([s[i, :i], s[i, i + 1:]]) for i in range(6)])
+                            ).backward()
+    assert not torch.allclose(q.grad, grad_f(keys))
+
+
+def test_author_selection_takes_the_top_k_plus_one_of_all_keys():
+    pos, neg = sims(5, 12, seed=9)
+    t, k = 0.3, 4
+    loss = HardContrastiveLoss(t, num_negatives=k, selection="all")
+    expected = []
+    for p, row in zip(pos.tolist(), neg.tolist()):
+        top = sorted([p, *row], reverse=True)[: k + 1]  # the positive only when it ranks there
+        expected.append(math.log(sum(math.exp(s / t) for s in top)) - p / t)
+    torch.testing.assert_close(loss.per_anchor(pos, neg), torch.tensor(expected, dtype=torch.float64))
+    # when the positive is the nearest key both selections are the same loss
+    pos_top = neg.max(dim=1).values + 0.1
+    torch.testing.assert_close(loss.per_anchor(pos_top, neg),
+                               HardContrastiveLoss(t, num_negatives=k).per_anchor(pos_top, neg))
+    # ... and when it is not, the author's denominator swaps the positive for the (k+1)-th negative,
+    # which is larger: a larger loss than Eq 9's
+    far = neg.min(dim=1).values - 0.5
+    assert (loss.per_anchor(far, neg) > HardContrastiveLoss(t, num_negatives=k).per_anchor(far, neg)).all()
+    with pytest.raises(ValueError, match="selection"):
+        HardContrastiveLoss(t, num_negatives=k, selection="top")
+
+
+@pytest.mark.parametrize("make", [lambda: HardContrastiveLoss(0.5, num_negatives=3),
+                                  lambda: HardSimpleContrastiveLoss(num_negatives=3)])
+def test_positive_in_hard_set_counts_anchors_whose_positive_reaches_the_kth_negative(make):
+    neg = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.5, 0.4, 0.3, 0.2], [0.2, 0.6, 0.1, 0.0]])
+    pos = torch.tensor([0.75, 0.1, 0.1])  # row 0: 0.75 >= 3rd largest 0.7; row 1: 0.1 < 0.3; row 2: = 0.1
+    assert float(make().positive_in_hard_set(pos, neg)) == pytest.approx(2 / 3)

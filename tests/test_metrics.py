@@ -401,3 +401,18 @@ def test_metrics_on_gpu_match_cpu():
     assert torch.allclose(negs.cpu(), negs_c, atol=1e-5)
     assert M.knn_accuracy(zc, yc, zc, yc, k=5, exclude_self=True).item() == pytest.approx(
         M.knn_accuracy(z, y, z, y, k=5, exclude_self=True).item())
+
+
+def test_centroid_norm_is_one_for_a_collapse_and_zero_for_antipodal_pairs():
+    from callbacks.metrics import centroid_norm
+
+    z = torch.nn.functional.normalize(torch.randn(1, 16, dtype=torch.float64), dim=1).repeat(50, 1)
+    assert float(centroid_norm(z)) == pytest.approx(1.0)
+    half = torch.nn.functional.normalize(torch.randn(25, 16, dtype=torch.float64), dim=1)
+    assert float(centroid_norm(torch.cat([half, -half]))) == pytest.approx(0.0, abs=1e-12)
+    spread = torch.nn.functional.normalize(torch.randn(20000, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    assert float(centroid_norm(spread)) == pytest.approx(1 / 20000 ** 0.5, rel=0.2)  # a random sphere: ~1/sqrt(N)
+    ref = z[:5].sum(dim=0) / 5
+    torch.testing.assert_close(centroid_norm(z[:5]), ref.norm())
+    with pytest.raises(ValueError, match="2-D"):
+        centroid_norm(z[0])
