@@ -433,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(cells, paper, opts.out / "table1.csv")
     (opts.out / "table1.md").write_text(markdown_table(cells, paper, paper_columns) + "\n")
     written = [opts.out / "table1.md", opts.out / "table1.csv"]
+    if cells:
+        from scripts.claims import evaluate, markdown  # noqa: PLC0415
+
+        (opts.out / "claims.md").write_text("# The paper's claims on these runs\n\n" + markdown(evaluate(cells)))
+        written.append(opts.out / "claims.md")
     if not opts.no_figures:
         written += figures(cells, paper, opts.out)
     print(f"{len(cells)} runs ({sum(c.finished for c in cells)} finished); wrote "
