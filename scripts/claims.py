@@ -60,7 +60,7 @@ def claims(available: set[str]) -> list[Claim]:
                         key=lambda c: float(c.partition("_tau")[2])))
     h_lo, h_hi = (hard[0], hard[-1]) if hard else ("hard_contrastive_tau0.07", "hard_contrastive_tau1.0")
     moderate = tuple(c for c in cc if c not in (lo, hi))
-    every = tuple(sorted(available))
+    every = tuple(sorted(available | {"simple"}))  # the simple claims need a simple cell
     out = [
         Claim("-L_uniformity falls as tau rises (contrastive)", cc, ("uniformity",),
               lambda v: _decreasing(v, cc, "uniformity"),

@@ -277,7 +277,8 @@ def test_report_reads_back_the_runs_numbers(tiny_sweep, tmp_path):
     assert {p.name for p in pngs} == {
         "fig3_relative_penalty.png", "fig4_uniformity_contrastive.png", "fig5_tolerance_contrastive.png",
         "fig6_uniformity_hard_contrastive.png", "fig7_tolerance_hard_contrastive.png",
-        "fig8_similarities_cifar10.png", "fig9_accuracy.png"}
+        "fig8_similarities_cifar10.png", "fig9_accuracy.png", "trajectories.png"}
+    assert (tmp_path / "claims.md").read_text().startswith("# The paper's claims")
     for png in pngs:
         with Image.open(png) as image:
             image.verify()
@@ -399,3 +400,60 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     resumed = write(2, [(2, 3.0)])  # and resumed from it
     assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
     assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
+
+
+@pytest.mark.parametrize("grid_name", ["grid_cpu.yaml", "grid_early_phase.yaml"])
+def test_cpu_grids_resolve_every_cell(grid_name, capsys):
+    """Each cell's pretraining and linear arguments parse (a null on the command line, say, would not)."""
+    grid = sweep.load_grid(EXPERIMENTS / grid_name)
+    for cell in grid.cells:
+        pretrain = print_config(["fit", *grid.pretrain, *cell.pretrain], capsys)
+        assert pretrain["data"]["init_args"]["train_subset"] == 4000
+        assert pretrain["data"]["init_args"]["test_subset"] == 1000
+        loss = pretrain["model"]["init_args"]["loss"]
+        if "Hard" in loss["class_path"]:
+            assert loss["init_args"]["alpha"] == 0.0819 and loss["init_args"]["num_negatives"] is None
+    fake_ckpt = "runs/x/last.ckpt"
+    linear = sweep.linear_command(grid, grid.cells[0], Path("/tmp/cell"), sweep.parse_args([str(EXPERIMENTS / grid_name), "--out", "/tmp/cells"]),
+                                  Path(fake_ckpt))
+    assert "--model.init_args.lbfgs_probe=true" in linear and "--data.init_args.train_subset=4000" in linear
+
+
+def _cell(column: str, traj: dict[int, dict[str, float]], final: dict[str, float], name: str | None = None):
+    loss, _, tau = column.partition("_tau")
+    return report.CellResult(name or column, "cifar10", loss, float(tau) if tau else None, max(traj) + 1,
+                             {**{f"val/{k}": v for k, v in traj[max(traj)].items()}, **final}, True, "", 
+                             {e: {f"val/{k}": v for k, v in row.items()} for e, row in traj.items()})
+
+
+def test_claims_give_verdict_margin_seed_spread_and_first_epoch():
+    claims = _script("claims")
+
+    def row(u, t, pos=0.6, n1=0.8):
+        return {"uniformity": u, "tolerance": t, "pos_sim": pos, "neg_sim_1": n1}
+
+    cells = [
+        # tau 0.07 overtakes tau 1.0 in uniformity at epoch 1 and keeps it
+        _cell("contrastive_tau0.07", {-1: row(0.2, 0.9), 0: row(1.0, 0.5), 1: row(3.0, 0.1), 2: row(3.4, 0.1)},
+              {"test/top1_last": 0.40, "test/top1_lbfgs": 0.45}),
+        _cell("contrastive_tau0.07", {-1: row(0.2, 0.9), 0: row(1.0, 0.5), 1: row(3.0, 0.1), 2: row(3.2, 0.1)},
+              {"test/top1_last": 0.42, "test/top1_lbfgs": 0.47}, name="contrastive_tau0.07_seed1"),
+        _cell("contrastive_tau0.3", {-1: row(0.2, 0.9), 0: row(1.5, 0.4), 1: row(2.8, 0.2), 2: row(3.0, 0.2)},
+              {"test/top1_last": 0.44, "test/top1_lbfgs": 0.46}),
+        _cell("contrastive_tau1.0", {-1: row(0.2, 0.9), 0: row(2.0, 0.3), 1: row(2.5, 0.3), 2: row(2.6, 0.3)},
+              {"test/top1_last": 0.41, "test/top1_lbfgs": 0.48}),
+    ]
+    rows = {r["claim"]: r for r in claims.evaluate(cells)}
+    uniform = rows["-L_uniformity falls as tau rises (contrastive)"]
+    assert uniform["holds"] and uniform["holds_since_epoch"] == 1
+    assert uniform["margin"] == pytest.approx(3.3 - 2.6) and uniform["seed_spread"] == pytest.approx(0.2)
+    tol = rows["tolerance rises with tau (contrastive)"]
+    assert tol["holds"] and tol["holds_since_epoch"] == 1 and tol["margin"] == pytest.approx(0.2)
+    sgd = rows["accuracy, SGD probe (paper): a moderate tau beats 0.07 and 1.0 (contrastive)"]
+    assert sgd["holds"] and sgd["margin"] == pytest.approx(100 * (0.44 - 0.41))
+    lbfgs = rows["accuracy, L-BFGS probe: a moderate tau beats 0.07 and 1.0 (contrastive)"]
+    assert not lbfgs["holds"] and lbfgs["margin"] == pytest.approx(100 * (0.46 - 0.48))
+    # equal gaps: the Fig 8 gap claim is a strict ordering, so it does not hold
+    assert not rows["Fig 8: the smaller tau, the wider the gap between the positive and the nearest negative"]["holds"]
+    assert "simple is the least uniform" not in rows  # no simple cell: the claim is not tested
+    assert "| -L_uniformity falls as tau rises (contrastive) | yes | +0.700" in claims.markdown(list(rows.values()))
