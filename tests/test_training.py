@@ -15,7 +15,7 @@ from lightning_modules.contrastive import ContrastiveModule, NonFiniteLossError
 from lightning_modules.encoders import SmallConvEncoder
 from lightning_modules.losses import ContrastiveLoss
 from lightning_modules.negatives import MemoryBank
-from tests.conftest import quick_args, run_dir
+from tests.conftest import ROOT, quick_args, run_dir
 
 
 @pytest.mark.slow
@@ -56,3 +56,17 @@ def test_non_finite_loss_stops_the_run_naming_the_step(tmp_path, every):
         trainer.fit(module, train_dataloaders=loader)
     assert torch.isfinite(module.negatives.bank).all()  # the bank never took the NaN features
     assert torch.equal(module.negatives.bank, bank_before_nan)
+
+
+def test_hard_losses_log_how_often_the_positive_joins_the_hard_set(cifar_small, tmp_path):
+    import csv
+
+    run = cli.main(quick_args(cifar_small, tmp_path, "-c", str(ROOT / "configs/loss/hard_contrastive_alpha.yaml"),
+                              "--model.init_args.penalty_entropy_every_n_steps=1", "--trainer.log_every_n_steps=1",
+                              "--trainer.callbacks.init_args.plot=false", epochs=1, batches=3))
+    values = [float(r["train/pos_in_hard_set"]) for r in csv.DictReader(open(run_dir(tmp_path) / "metrics.csv"))
+              if r.get("train/pos_in_hard_set")]
+    assert len(values) == 3 and all(0.0 <= v <= 1.0 for v in values)
+    # an untrained encoder against a random bank: the positive is no nearer than the hardest negatives
+    assert values[0] < 0.5
+    assert run.model.loss.alpha == 0.0819 and run.model.loss.num_negatives is None
