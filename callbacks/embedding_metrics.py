@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import Callback
 
 from callbacks import metrics as M
 from callbacks import plots
-from datamodules.base import as_views
+from datamodules.batch import as_views
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from callbacks.metrics import relative_penalty_entropy
-from datamodules.base import as_views
+from datamodules.batch import BatchProvider, as_views
 from lightning_modules.base import SuiteModule
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
@@ -118,18 +118,19 @@ class ContrastiveModule(SuiteModule):
 
     # ------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None:
+        super().setup(stage)  # asks the datamodule for the pretraining pipeline
+        dm = self.trainer.datamodule
+        if not isinstance(dm, BatchProvider):
             return
-        views = getattr(dm, "num_views", None)
-        if views is not None and views != self.negatives.num_views:
+        views = dm.num_views
+        if views != self.negatives.num_views:
             name = type(self.negatives).__name__
             raise ValueError(
                 f"{name} needs {self.negatives.num_views} view(s) per image but the datamodule gives "
                 f"{views}; set --data.init_args.num_views {self.negatives.num_views} "
                 "(the configs in configs/negatives/ set both)")
-        data_size = getattr(dm, "num_train_samples", None)
-        if data_size is not None and data_size != self.num_samples:
+        data_size = dm.num_train_samples
+        if data_size != self.num_samples:
             raise ValueError(
                 f"the model was built for {self.num_samples} training images (num_samples) but the "
                 f"datamodule has {data_size}; leave num_samples linked to the data (cli.py does) or set it "
