@@ -248,10 +248,6 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         self._raw("train")
         self._raw("test")
         _ = self.per_device_batch_size  # fail now, not at the first batch, on a bad split
-        connector = getattr(getattr(self, "trainer", None), "_accelerator_connector", None)
-        if self.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
-            raise ValueError("the datamodules shard the data themselves (same global batches on any number of "
-                             "processes): set trainer.use_distributed_sampler=false (configs/base.yaml does)")
 
     def _train_indices(self) -> tuple[list[int] | None, list[int] | None]:
         """(train, held-out) positions in the full training split; None, None without a held-out split."""
