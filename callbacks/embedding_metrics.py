@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import Callback
 from callbacks import metrics as M
 from callbacks import plots
 from datamodules.batch import as_views
+from lightning_modules.contrastive import ContrastiveModule
 
 
 @torch.no_grad()
@@ -123,7 +124,7 @@ class EmbeddingMetrics(Callback):
 
     # -------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        temperature = getattr(getattr(pl_module, "loss", None), "temperature", None)
+        temperature = pl_module.loss.temperature if isinstance(pl_module, ContrastiveModule) else None
         if self.plot and temperature is not None and trainer.is_global_zero:
             path = plots.plot_relative_penalty([temperature], self.plot_dir / "relative_penalty.png")
             self._send_image(trainer, "plots/relative_penalty", path)

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from callbacks.metrics import relative_penalty_entropy
 from datamodules.batch import BatchProvider, as_views
 from lightning_modules.base import SuiteModule
 from lightning_modules.encoders import Encoder, ResNetEncoder
@@ -144,16 +143,16 @@ class ContrastiveModule(SuiteModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
         every = self.penalty_entropy_every_n_steps
-        temperature = getattr(self.loss, "temperature", None)
         # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
-        if every and temperature is not None and (self.global_step + 1) % every == 0:
+        if every and (self.global_step + 1) % every == 0:
             with torch.no_grad():
-                entropy = relative_penalty_entropy(pos.detach(), neg.detach(), temperature)
-            self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
-        in_hard_set = getattr(self.loss, "positive_in_hard_set", None)
-        if every and in_hard_set is not None and (self.global_step + 1) % every == 0:
-            # hard losses: how often the positive is no closer than the chosen negatives
-            self.log("train/pos_in_hard_set", in_hard_set(pos, neg), on_step=True, on_epoch=False)
+                entropy = self.loss.penalty_entropy(pos.detach(), neg.detach())  # None without a temperature
+                in_hard_set = self.loss.positive_in_hard_set(pos.detach(), neg.detach())  # None unless hard
+            if entropy is not None:
+                self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+            if in_hard_set is not None:
+                # hard losses: how often the positive is no closer than the chosen negatives
+                self.log("train/pos_in_hard_set", in_hard_set, on_step=True, on_epoch=False)
         return loss
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
@@ -169,7 +168,7 @@ class ContrastiveModule(SuiteModule):
         """Stop the run if a loss since the last check was not finite (waits for the device)."""
         step = int(self._first_nonfinite_step)
         if step >= 0:
-            temperature = getattr(self.loss, "temperature", None)
+            temperature = self.loss.temperature
             hint = f"temperature {temperature} too small for the precision, " if temperature else ""
             raise NonFiniteLossError(
                 f"the training loss became non-finite at step {step} (epoch {self.current_epoch}). Likely "
