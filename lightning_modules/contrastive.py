@@ -90,7 +90,7 @@ class ContrastiveModule(SuiteModule):
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         self.loss = loss if loss is not None else ContrastiveLoss(temperature=0.07)
         self.negatives = negatives if negatives is not None else MemoryBank()
-        self.negatives.bind(self.encoder, num_samples, self.encoder.out_dim)
+        self.negatives.bind(self.encoder, num_samples)  # the source sizes itself from the encoder and the data
         self.optimizer_factory = optimizer or paper_sgd
         self.scheduler_factory = scheduler or paper_schedule
         self.num_samples = num_samples
