@@ -12,11 +12,13 @@ import warnings
 from pytorch_lightning.cli import LightningCLI
 
 import callbacks  # noqa: F401  (the callbacks' classes, for class_path)
-import datamodules  # noqa: F401
+import datamodules
 import lightning_modules  # noqa: F401
 from callbacks.provenance import ProvenanceSaveConfig
 from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
 from lightning_modules.base import SuiteModule
+
+datamodules.load_all()  # every dataset class, for class_path and --help
 
 # pretraining keeps the datamodule's val_dataloader (linear evaluation uses it) but has no validation loop
 warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no `validation_step`.*")

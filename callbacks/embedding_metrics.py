@@ -11,7 +11,8 @@ from pytorch_lightning.callbacks import Callback
 
 from callbacks import metrics as M
 from callbacks import plots
-from datamodules.base import as_views
+from datamodules.batch import as_views
+from lightning_modules.contrastive import ContrastiveModule
 
 
 @torch.no_grad()
@@ -54,12 +55,13 @@ class EmbeddingMetrics(Callback):
 
     On the test split (non-augmented): ``val/uniformity`` (-L_uniformity, Eq 10, t = 2; the
     paper's sign, at most 4), ``val/tolerance`` (mean similarity of distinct same-class
-    pairs, Eq 11) and ``val/knn_top1`` (weighted kNN, Wu et al. 2018, against the memory
-    bank when the model has one, else against the embedded training split). On two
+    pairs, Eq 11) and ``val/knn_top1`` (weighted kNN, Wu et al. 2018, against the keys the
+    negatives' source offers as ``indexed_keys``, e.g. the memory bank, else against the
+    embedded training split). On two
     augmented views of each test image: ``val/alignment`` and the Fig 8 profile
     ``val/pos_sim``, ``val/neg_sim_1`` .. ``val/neg_sim_k`` (the other view is the
     positive; the other images' second views are the negatives). With ``bank_metrics``,
-    the same uniformity/tolerance/profile on the memory bank as ``bank/...``.
+    the same uniformity/tolerance/profile on those keys as ``bank/...``.
     ``val/centroid_norm`` (and ``bank/centroid_norm`` when there is a bank) is the norm of
     the mean embedding: 1 for a collapsed embedding, about 0 for a centred one.
 
@@ -118,12 +120,12 @@ class EmbeddingMetrics(Callback):
                 logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
 
     def _bank(self, module: pl.LightningModule) -> torch.Tensor | None:
-        bank = getattr(getattr(module, "negatives", None), "bank", None)
-        return bank if isinstance(bank, torch.Tensor) and bank.numel() else None
+        """The keys the negatives' source offers the metrics (``NegativeSource.indexed_keys``), if any."""
+        return module.negatives.indexed_keys if isinstance(module, ContrastiveModule) else None
 
     # -------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        temperature = getattr(getattr(pl_module, "loss", None), "temperature", None)
+        temperature = pl_module.loss.temperature if isinstance(pl_module, ContrastiveModule) else None
         if self.plot and temperature is not None and trainer.is_global_zero:
             path = plots.plot_relative_penalty([temperature], self.plot_dir / "relative_penalty.png")
             self._send_image(trainer, "plots/relative_penalty", path)

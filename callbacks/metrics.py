@@ -309,46 +309,6 @@ def centroid_norm(z: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- Eq 5
-def relative_penalty(neg: Tensor, temperature: float) -> Tensor:
-    """Relative penalty of Eq 5: ``r_i(s_ij) = exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)``.
-
-    Args:
-        neg: negative similarities (B, K), one row per anchor.
-        temperature: tau > 0.
-
-    Returns:
-        (B, K), each row a distribution over that anchor's negatives.
-    """
-    _as_2d(neg, "neg")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if neg.shape[1] < 1:
-        raise ValueError("neg needs at least one negative per anchor, got K = 0")
-    return torch.softmax(neg.to(_compute_dtype(neg)) / temperature, dim=1)
-
-
-def relative_penalty_entropy(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
-    """Mean over anchors of the entropy (nats) of Eq 5's distribution r_i; falls as tau falls.
-
-    Between 0 (all penalty on one negative, tau -> 0+) and log K (uniform, tau -> inf).
-
-    Args:
-        pos: positive similarities (B,) or (B, 1); unused (r_i does not depend on it),
-            accepted so that callers pass a loss's (pos, neg) pair and shapes get checked.
-        neg: negative similarities (B, K).
-        temperature: tau > 0.
-
-    Returns:
-        A scalar tensor.
-    """
-    _as_2d(neg, "neg")
-    if pos.numel() != neg.shape[0] or pos.dim() > 2 or (pos.dim() == 2 and pos.shape[1] != 1):
-        raise ValueError(f"pos must have shape ({neg.shape[0]},) or ({neg.shape[0]}, 1) to match neg "
-                         f"{tuple(neg.shape)}, got {tuple(pos.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if neg.shape[1] < 1:
-        raise ValueError("neg needs at least one negative per anchor, got K = 0")
-    log_r = torch.log_softmax(neg.to(_compute_dtype(neg)) / temperature, dim=1)  # (B, K)
-    entropy = torch.special.entr(log_r.exp()).sum(dim=1)  # (B,); entr(0) = 0, where r * log r would give nan
-    return entropy.mean()
+# The relative penalty belongs to the loss (ContrastiveLossBase.relative_penalty); the plain
+# functions stay importable from here for old callers.
+from lightning_modules.losses import relative_penalty, relative_penalty_entropy  # noqa: E402,F401

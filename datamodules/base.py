@@ -1,12 +1,7 @@
-"""The batch contract and the datamodule base class every dataset builds on.
+"""The datamodule base class every dataset builds on.
 
-Every training batch is ``(index, views, label)``:
-
-- ``index`` (B,) int64: the image's position in the training split, so an
-  index-addressed memory bank can find its entry;
-- ``views``: one augmented view (B, C, H, W) when ``num_views == 1``, else a
-  list of ``num_views`` such tensors (two for in-batch or queue negatives);
-- ``label`` (B,) int64: the class, used only by the metrics and linear evaluation.
+The batch contract (``(index, views, label)`` batches, :class:`IndexedDataset`,
+:func:`as_views`) lives in :mod:`datamodules.batch`; it is re-exported here for old imports.
 """
 
 from __future__ import annotations
@@ -14,85 +9,27 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from datamodules import transforms as T
-from datamodules.sampling import ShardedEpochSampler, seeded
+from datamodules.batch import BatchProvider, IndexedDataset, IndexOnly, SeededKeys, as_views
+from datamodules.sampling import ShardedEpochSampler
+
+__all__ = ["ContrastiveDataModule", "DatasetNotFoundError", "IndexedDataset", "as_views"]
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset is missing on disk and could not be downloaded."""
 
 
-class IndexedDataset(Dataset):
-    """Wraps an ``(image, label)`` dataset into ``(index, views, label)`` items.
-
-    Args:
-        dataset: any map-style dataset returning ``(image, label)``.
-        transform: applied to the image once per view.
-        num_views: how many independently augmented views of each image to return.
-    """
-
-    def __init__(self, dataset: Dataset, transform: Callable | None, num_views: int = 1) -> None:
-        if num_views < 1:
-            raise ValueError(f"num_views must be >= 1, got {num_views}")
-        self.dataset = dataset
-        self.transform = transform
-        self.num_views = num_views
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def _view(self, image: Any) -> Any:
-        return self.transform(image) if self.transform is not None else image
-
-    def __getitem__(self, key: int | tuple[int, int]):
-        # a ShardedEpochSampler passes (index, sample_seed): the augmentation is then a
-        # function of the seed alone, whatever process or worker draws it
-        index, sample_seed = key if isinstance(key, tuple) else (key, None)
-        image, label = self.dataset[index]
-        with seeded(sample_seed):
-            if self.num_views == 1:
-                return index, self._view(image), int(label)
-            return index, [self._view(image) for _ in range(self.num_views)], int(label)
-
-
-class _IndexOnly(Dataset):
-    """``(index, empty, -1)`` items: the batch contract when the module brings its own features and labels."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __getitem__(self, key: int | tuple[int, int]):
-        index = key[0] if isinstance(key, tuple) else key
-        return index, torch.empty(0), -1
-
-
-class _SeededKeys(Dataset):
-    """Turns index i into the key (i, seed of i) of an :class:`IndexedDataset`: per-image augmentation seeds."""
-
-    def __init__(self, dataset: IndexedDataset, seed: int) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        return self.dataset[(index, (self.seed * 1_000_003 + index) % (2**63 - 1))]
-
-
 AugmentationChoice = Literal["auto", "pretrain", "linear", "none"]
 
 
-class ContrastiveDataModule(pl.LightningDataModule):
+class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
     """Base class: loaders with the batch contract, the per-device batch split and a held-out split.
 
     Subclasses implement :meth:`_load_split` (returns the raw ``(image, label)`` dataset of
@@ -109,10 +46,10 @@ class ContrastiveDataModule(pl.LightningDataModule):
             in-batch or queue negatives).
         augmentation: training augmentation: ``pretrain`` (the paper's contrastive
             pipeline), ``linear`` (the linear-evaluation pipeline), ``none`` (the eval
-            transform) or ``auto`` (whatever the LightningModule asks for through its
-            ``augmentation_stage`` attribute; ``pretrain`` if it says nothing). A module
-            that trains on cached features asks for ``features``: the loader then yields
-            only indices.
+            transform) or ``auto`` (whatever the LightningModule asks for through
+            :meth:`~datamodules.batch.BatchProvider.request_train_pipeline`; ``pretrain``
+            if it says nothing). A module that trains on cached features asks for
+            ``features``: the loader then yields only indices.
         flip: random horizontal flip in the pretraining pipeline (the paper lists it;
             the author's code had it commented out).
         val_fraction: fraction of the training split held out (stratified by nothing,
@@ -311,10 +248,6 @@ class ContrastiveDataModule(pl.LightningDataModule):
         self._raw("train")
         self._raw("test")
         _ = self.per_device_batch_size  # fail now, not at the first batch, on a bad split
-        connector = getattr(getattr(self, "trainer", None), "_accelerator_connector", None)
-        if self.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
-            raise ValueError("the datamodules shard the data themselves (same global batches on any number of "
-                             "processes): set trainer.use_distributed_sampler=false (configs/base.yaml does)")
 
     def _train_indices(self) -> tuple[list[int] | None, list[int] | None]:
         """(train, held-out) positions in the full training split; None, None without a held-out split."""
@@ -334,8 +267,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
     def _resolve_stage(self) -> str:
         if self.augmentation != "auto":
             return self.augmentation
-        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
-        return getattr(module, "augmentation_stage", "pretrain")
+        return self._requested_pipeline  # what the module asked for (request_train_pipeline), else pretrain
 
     # ------------------------------------------------------------------- loaders
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False,
@@ -386,7 +318,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
             dataset: Dataset = IndexedDataset(self.train_split(), T.to_uint8_tensor, num_views=1)
         elif stage == "features":
             # the module trains on features it computed once: the loader only draws indices
-            dataset = _IndexOnly(len(self.train_split()))
+            dataset = IndexOnly(len(self.train_split()))
         else:
             dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
         sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,
@@ -428,7 +360,7 @@ class ContrastiveDataModule(pl.LightningDataModule):
         transform = self.eval_transform() if stage == "none" else self.transform_for(stage)
         dataset: Dataset = IndexedDataset(data, transform, num_views)
         if stage != "none":
-            dataset = _SeededKeys(dataset, augmentation_seed)
+            dataset = SeededKeys(dataset, augmentation_seed)
         return self._eval_loader(dataset, distributed)
 
     def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
@@ -457,7 +389,3 @@ def _labels_of(dataset: Dataset) -> list[int]:
             return [int(v) for v in values]
     return [int(dataset[i][1]) for i in range(len(dataset))]  # generic fallback: decodes every image
 
-
-def as_views(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The views of a batch as a list, whatever ``num_views`` was."""
-    return list(images) if isinstance(images, (list, tuple)) else [images]

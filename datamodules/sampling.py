@@ -15,13 +15,17 @@ import contextlib
 from typing import Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 _MIX = 1_000_003  # a prime that spreads (seed, epoch) over the 63-bit seed space
 
 
-class ShardedEpochSampler(Sampler):
+class ShardedEpochSampler(DistributedSampler):
     """Yields ``(index, sample_seed)`` for this process's share of each global batch.
+
+    It is a :class:`~torch.utils.data.DistributedSampler`, so Lightning keeps it as it is
+    (it replaces only samplers that are not), whatever ``trainer.use_distributed_sampler``
+    says: the shards stay those described above.
 
     Args:
         size: number of images in the training split.
@@ -41,6 +45,9 @@ class ShardedEpochSampler(Sampler):
             raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        # rank and world size given: the base class needs no process group
+        super().__init__(range(size), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                         drop_last=drop_last)
         self.size = size
         self.batch_size = batch_size
         self.rank = rank

@@ -7,6 +7,8 @@ from typing import Any, Iterable
 import pytorch_lightning as pl
 from torch import nn
 
+from datamodules.batch import BatchProvider
+
 
 class SuiteModule(pl.LightningModule):
     """A LightningModule of this suite (pretraining or linear evaluation).
@@ -15,12 +17,19 @@ class SuiteModule(pl.LightningModule):
     every subclass, so each takes both arguments, even where one is unused.
     """
 
-    #: which training augmentation the datamodule should apply (``pretrain``, ``linear``, ``none``)
+    #: the training pipeline this module needs (``pretrain``, ``linear``, ``none``, ``features``);
+    #: :meth:`setup` hands it to the datamodule, the one hook between the two
     augmentation_stage: str = "pretrain"
 
     #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
     optimizer_factory: Any
     scheduler_factory: Any
+
+    def setup(self, stage: str) -> None:
+        """Tell the datamodule which training pipeline this module needs (subclasses call ``super().setup``)."""
+        dm = self.trainer.datamodule
+        if isinstance(dm, BatchProvider):
+            dm.request_train_pipeline(self.augmentation_stage)
 
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         """What the optimiser updates (subclasses narrow it, e.g. to the linear layer)."""

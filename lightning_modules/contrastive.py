@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from callbacks.metrics import relative_penalty_entropy
-from datamodules.base import as_views
+from datamodules.batch import BatchProvider, as_views
 from lightning_modules.base import SuiteModule
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
@@ -91,7 +90,7 @@ class ContrastiveModule(SuiteModule):
         self.encoder = encoder if encoder is not None else ResNetEncoder()
         self.loss = loss if loss is not None else ContrastiveLoss(temperature=0.07)
         self.negatives = negatives if negatives is not None else MemoryBank()
-        self.negatives.bind(self.encoder, num_samples, self.encoder.out_dim)
+        self.negatives.bind(self.encoder, num_samples)  # the source sizes itself from the encoder and the data
         self.optimizer_factory = optimizer or paper_sgd
         self.scheduler_factory = scheduler or paper_schedule
         self.num_samples = num_samples
@@ -118,18 +117,19 @@ class ContrastiveModule(SuiteModule):
 
     # ------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None:
+        super().setup(stage)  # asks the datamodule for the pretraining pipeline
+        dm = self.trainer.datamodule
+        if not isinstance(dm, BatchProvider):
             return
-        views = getattr(dm, "num_views", None)
-        if views is not None and views != self.negatives.num_views:
+        views = dm.num_views
+        if views != self.negatives.num_views:
             name = type(self.negatives).__name__
             raise ValueError(
                 f"{name} needs {self.negatives.num_views} view(s) per image but the datamodule gives "
                 f"{views}; set --data.init_args.num_views {self.negatives.num_views} "
                 "(the configs in configs/negatives/ set both)")
-        data_size = getattr(dm, "num_train_samples", None)
-        if data_size is not None and data_size != self.num_samples:
+        data_size = dm.num_train_samples
+        if data_size != self.num_samples:
             raise ValueError(
                 f"the model was built for {self.num_samples} training images (num_samples) but the "
                 f"datamodule has {data_size}; leave num_samples linked to the data (cli.py does) or set it "
@@ -143,16 +143,16 @@ class ContrastiveModule(SuiteModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
         every = self.penalty_entropy_every_n_steps
-        temperature = getattr(self.loss, "temperature", None)
         # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
-        if every and temperature is not None and (self.global_step + 1) % every == 0:
+        if every and (self.global_step + 1) % every == 0:
             with torch.no_grad():
-                entropy = relative_penalty_entropy(pos.detach(), neg.detach(), temperature)
-            self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
-        in_hard_set = getattr(self.loss, "positive_in_hard_set", None)
-        if every and in_hard_set is not None and (self.global_step + 1) % every == 0:
-            # hard losses: how often the positive is no closer than the chosen negatives
-            self.log("train/pos_in_hard_set", in_hard_set(pos, neg), on_step=True, on_epoch=False)
+                entropy = self.loss.penalty_entropy(pos.detach(), neg.detach())  # None without a temperature
+                in_hard_set = self.loss.positive_in_hard_set(pos.detach(), neg.detach())  # None unless hard
+            if entropy is not None:
+                self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+            if in_hard_set is not None:
+                # hard losses: how often the positive is no closer than the chosen negatives
+                self.log("train/pos_in_hard_set", in_hard_set, on_step=True, on_epoch=False)
         return loss
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
@@ -168,7 +168,7 @@ class ContrastiveModule(SuiteModule):
         """Stop the run if a loss since the last check was not finite (waits for the device)."""
         step = int(self._first_nonfinite_step)
         if step >= 0:
-            temperature = getattr(self.loss, "temperature", None)
+            temperature = self.loss.temperature
             hint = f"temperature {temperature} too small for the precision, " if temperature else ""
             raise NonFiniteLossError(
                 f"the training loss became non-finite at step {step} (epoch {self.current_epoch}). Likely "

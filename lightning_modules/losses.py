@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ContrastiveLossBase", "ContrastiveLoss", "SimpleContrastiveLoss", "HardContrastiveLoss",
-           "HardSimpleContrastiveLoss"]
+           "HardSimpleContrastiveLoss", "relative_penalty", "relative_penalty_entropy"]
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -47,11 +47,87 @@ def _check_lam(lam: float | None) -> float | None:
     return float(lam)
 
 
+# --------------------------------------------------------------------------- Eq 5
+def relative_penalty(neg: Tensor, temperature: float) -> Tensor:
+    """Relative penalty of Eq 5: ``r_i(s_ij) = exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)``.
+
+    Args:
+        neg: negative similarities (B, K), one row per anchor.
+        temperature: tau > 0.
+
+    Returns:
+        (B, K), each row a distribution over that anchor's negatives.
+    """
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be 2-D (N, d), got shape {tuple(neg.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if neg.shape[1] < 1:
+        raise ValueError("neg needs at least one negative per anchor, got K = 0")
+    return torch.softmax(_at_least_fp32(neg) / temperature, dim=1)
+
+
+def relative_penalty_entropy(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
+    """Mean over anchors of the entropy (nats) of Eq 5's distribution r_i; falls as tau falls.
+
+    Between 0 (all penalty on one negative, tau -> 0+) and log K (uniform, tau -> inf).
+
+    Args:
+        pos: positive similarities (B,) or (B, 1); unused (r_i does not depend on it),
+            accepted so that callers pass a loss's (pos, neg) pair and shapes get checked.
+        neg: negative similarities (B, K).
+        temperature: tau > 0.
+
+    Returns:
+        A scalar tensor.
+    """
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be 2-D (N, d), got shape {tuple(neg.shape)}")
+    if pos.numel() != neg.shape[0] or pos.dim() > 2 or (pos.dim() == 2 and pos.shape[1] != 1):
+        raise ValueError(f"pos must have shape ({neg.shape[0]},) or ({neg.shape[0]}, 1) to match neg "
+                         f"{tuple(neg.shape)}, got {tuple(pos.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if neg.shape[1] < 1:
+        raise ValueError("neg needs at least one negative per anchor, got K = 0")
+    log_r = torch.log_softmax(_at_least_fp32(neg) / temperature, dim=1)  # (B, K)
+    entropy = torch.special.entr(log_r.exp()).sum(dim=1)  # (B,); entr(0) = 0, where r * log r would give nan
+    return entropy.mean()
+
+
 class ContrastiveLossBase(nn.Module):
     """Base class of the losses: ``loss(pos, neg)`` is the mean over anchors of :meth:`per_anchor`.
 
-    Subclasses implement :meth:`_per_anchor` on validated, at-least-fp32 inputs.
+    Subclasses implement :meth:`_per_anchor` on validated, at-least-fp32 inputs, and set
+    :attr:`temperature` when the loss has one (whatever its constructor calls it): the
+    penalty-entropy log, the Fig 3 plot and the report's temperature column read it here.
+    A hard loss also overrides :meth:`positive_in_hard_set`.
     """
+
+    #: the loss's temperature tau (Eq 1, 9), or None for a loss without one (Eq 3)
+    temperature: float | None = None
+
+    def relative_penalty(self, pos: Tensor, neg: Tensor) -> Tensor | None:
+        """Eq 5's relative penalty of each negative, (B, K) rows summing to 1; None without a temperature.
+
+        Args:
+            pos: (B,) positive similarities (only checked: r does not depend on them).
+            neg: (B, K) negative similarities.
+        """
+        if self.temperature is None:
+            return None
+        self._check_shapes(pos, neg)
+        return relative_penalty(neg, self.temperature)
+
+    def penalty_entropy(self, pos: Tensor, neg: Tensor) -> Tensor | None:
+        """Mean entropy (nats) of :meth:`relative_penalty` over the anchors; None without a temperature."""
+        if self.temperature is None:
+            return None
+        return relative_penalty_entropy(pos, neg, self.temperature)
+
+    def positive_in_hard_set(self, pos: Tensor, neg: Tensor) -> Tensor | None:
+        """Hard losses: fraction of anchors whose positive ranks among the kept negatives; None otherwise."""
+        return None
 
     def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
         """The loss averaged over the B anchors: a scalar, fp32 (fp64 for fp64 inputs).

@@ -47,15 +47,35 @@ def drop_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
 class NegativeSource(nn.Module):
     """Base class of the negatives' sources.
 
-    Subclasses set :attr:`num_views` (augmented views per image they need) and
-    implement :meth:`forward` and, if they keep state, :meth:`update`.
+    Subclasses set :attr:`num_views` (augmented views per image they need), implement
+    :meth:`forward` and, if they keep state, :meth:`update`; a source that keeps one key
+    per training image exposes it as :attr:`indexed_keys`. Sizes come from :meth:`bind`
+    (the embedding dimension from the encoder, the bank size from the data), so a
+    config never repeats them.
     """
 
     #: augmented views per image and step that this source needs from the datamodule
     num_views: int = 1
 
-    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
-        """Called once by the LightningModule's ``__init__`` with the encoder and the data's size."""
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int | None = None) -> None:
+        """Called once by the LightningModule's ``__init__`` with the encoder and the data's size.
+
+        Args:
+            encoder: the online encoder (a momentum source copies it).
+            num_samples: the training split's size.
+            dim: the embedding dimension; None reads the encoder's ``out_dim``.
+        """
+
+    @property
+    def indexed_keys(self) -> torch.Tensor | None:
+        """(N, d) one key per training image, row i for the image of index i, or None.
+
+        The metrics callback reads these, and only these, as the training split's
+        embedding: the kNN monitor's neighbours and the ``bank/*`` metrics. A source
+        without such a table (in-batch, a queue) returns None; the monitor then embeds
+        the training split itself.
+        """
+        return None
 
     def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +99,8 @@ class MemoryBank(NegativeSource):
     Args:
         size: number of entries, the training-split size; None takes it from the data
             (the module's ``num_samples``). A given size must match the data.
-        dim: embedding dimension, the encoder head's output size.
+        dim: embedding dimension; None (the default) takes the encoder's ``out_dim`` in
+            :meth:`bind`. A given one must match it (kept for old configs).
         momentum: weight of the old entry in the update, in [0, 1).
         normalize_init: start from unit-norm rows (default); False keeps the author's
             raw uniform initialisation in [-1/sqrt(dim/3), 1/sqrt(dim/3)].
@@ -87,19 +108,20 @@ class MemoryBank(NegativeSource):
 
     num_views = 1
 
-    def __init__(self, size: int | None = None, dim: int = 128, momentum: float = 0.5,
+    def __init__(self, size: int | None = None, dim: int | None = None, momentum: float = 0.5,
                  normalize_init: bool = True) -> None:
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if dim < 1:
+        if dim is not None and dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.momentum = momentum
         self.dim = dim
         self.normalize_init = normalize_init
-        self.register_buffer("bank", torch.empty(0, dim))
+        self.register_buffer("bank", torch.empty(0, dim or 0))
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
-        if size is not None:
+        self._size = size
+        if size is not None and dim is not None:
             self._allocate(size)
 
     def _allocate(self, size: int) -> None:
@@ -115,13 +137,22 @@ class MemoryBank(NegativeSource):
     def size(self) -> int:
         return self.bank.shape[0]
 
-    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
-        if dim != self.dim:
+    @property
+    def indexed_keys(self) -> torch.Tensor | None:
+        """The bank itself, (N, d), once allocated."""
+        return self.bank if self.bank.numel() else None
+
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int | None = None) -> None:
+        dim = encoder.out_dim if dim is None else dim
+        if self.dim is None:
+            self.dim = dim
+        elif dim != self.dim:
             raise ValueError(f"MemoryBank dim={self.dim} does not match the encoder's output dim {dim}; "
-                             f"set the bank's dim to {dim}")
+                             f"leave the bank's dim unset (null) to take it from the encoder")
         if self.size == 0:
-            self._allocate(num_samples)
-        elif self.size != num_samples:
+            size = num_samples if self._size is None else self._size
+            self._allocate(size)
+        if self.size != num_samples:
             raise ValueError(
                 f"MemoryBank size={self.size} does not match the {num_samples} training images; "
                 "leave size unset (null) to take it from the data")
@@ -209,29 +240,43 @@ class MomentumQueue(NegativeSource):
 
     Args:
         queue_size: number of negatives kept (at least the global batch size).
-        dim: embedding dimension, the encoder head's output size.
+        dim: embedding dimension; None (the default) takes the encoder's ``out_dim`` in
+            :meth:`bind`. A given one must match it (kept for old configs).
         encoder_momentum: m above (0.999 in MoCo).
     """
 
     num_views = 2
 
-    def __init__(self, queue_size: int = 4096, dim: int = 128, encoder_momentum: float = 0.999) -> None:
+    def __init__(self, queue_size: int = 4096, dim: int | None = None, encoder_momentum: float = 0.999) -> None:
         super().__init__()
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not 0.0 <= encoder_momentum <= 1.0:
             raise ValueError(f"encoder_momentum must be in [0, 1], got {encoder_momentum}")
+        if dim is not None and dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim = dim
+        self.queue_size = queue_size
         self.encoder_momentum = encoder_momentum
-        self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))  # (Q, d)
+        self.register_buffer("queue", torch.empty(queue_size, 0))  # (Q, d) once bind() knows d
+        if dim is not None:
+            self._allocate(dim)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.key_encoder: nn.Module | None = None
         self._encoder: list[nn.Module] = []  # a list, so the online encoder is not registered twice
         self._pending: torch.Tensor | None = None
 
-    def bind(self, encoder: nn.Module, num_samples: int, dim: int) -> None:
-        if dim != self.dim:
-            raise ValueError(f"MomentumQueue dim={self.dim} does not match the encoder's output dim {dim}")
+    def _allocate(self, dim: int) -> None:
+        self.dim = dim
+        self.queue = F.normalize(torch.randn(self.queue_size, dim), dim=1)  # (Q, d) random unit keys
+
+    def bind(self, encoder: nn.Module, num_samples: int, dim: int | None = None) -> None:
+        dim = encoder.out_dim if dim is None else dim
+        if self.dim is None:
+            self._allocate(dim)
+        elif dim != self.dim:
+            raise ValueError(f"MomentumQueue dim={self.dim} does not match the encoder's output dim {dim}; "
+                             "leave the queue's dim unset (null) to take it from the encoder")
         self._encoder = [encoder]
         self.key_encoder = copy.deepcopy(encoder)
         self.key_encoder.requires_grad_(False)

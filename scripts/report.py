@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import math
 import sys
@@ -82,13 +83,31 @@ def dataset_key(class_path: str) -> str:
     return name[: -len("DataModule")].lower() if name.endswith("DataModule") else name.lower()
 
 
+def loss_temperature(loss: dict[str, Any]) -> float | None:
+    """The temperature of a resolved loss config, as the loss itself declares it.
+
+    The loss is built from its ``class_path`` and ``init_args`` and asked for its
+    ``temperature`` (``ContrastiveLossBase``'s contract), so a loss that calls its
+    argument ``tau`` keeps its column. Only when the class cannot be built here (e.g. a
+    W&B run of code this checkout lacks) does an ``init_args.temperature`` stand in.
+    """
+    init = loss.get("init_args") or {}
+    try:
+        module, name = loss["class_path"].rsplit(".", 1)
+        temperature = getattr(importlib.import_module(module), name)(**init).temperature
+    except Exception as err:  # noqa: BLE001  (any failure to build it: fall back, and say so)
+        print(f"report: cannot build {loss.get('class_path')} ({err!r}); reading init_args.temperature",
+              file=sys.stderr)
+        temperature = init.get("temperature")
+    return None if temperature is None else float(temperature)
+
+
 def describe(config: dict[str, Any]) -> tuple[str, str, float | None]:
     """(dataset, loss key, temperature) of a resolved pretraining config."""
     loss = config["model"]["init_args"]["loss"]
     loss_class = loss["class_path"].rsplit(".", 1)[-1]
     key = LOSS_KEYS.get(loss_class, loss_class)
-    temperature = (loss.get("init_args") or {}).get("temperature")
-    return dataset_key(config["data"]["class_path"]), key, None if temperature is None else float(temperature)
+    return dataset_key(config["data"]["class_path"]), key, loss_temperature(loss)
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -335,7 +354,7 @@ def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str
 
 # ---------------------------------------------------------------------- figures
 def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
-    from callbacks import plots  # noqa: PLC0415  (torch + matplotlib; the table needs neither)
+    from callbacks import plots  # noqa: PLC0415  (matplotlib: only the figures need it)
 
     agg = aggregate(cells)
     datasets = sorted({c.dataset for c in cells}, key=lambda d: list(DATASET_TITLES).index(d)
