@@ -24,7 +24,7 @@ def test_print_config_shows_the_papers_recipe(capsys):
     model = config["model"]["init_args"]
     assert config["model"]["class_path"].endswith("ContrastiveModule")
     assert model["encoder"]["init_args"] == {"arch": "resnet18", "cifar_stem": True, "out_dim": 128,
-                                             "bn_group_size": None}
+                                             "bn_group_size": None, "head_norm": False}
     assert model["loss"]["class_path"].endswith("ContrastiveLoss")
     assert model["loss"]["init_args"]["temperature"] == 0.07
     assert model["negatives"]["class_path"].endswith("MemoryBank")
