@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from lightning_modules.losses import (ContrastiveLoss, HardContrastiveLoss, HardSimpleContrastiveLoss,
                                       SimpleContrastiveLoss)
@@ -140,3 +141,24 @@ def test_the_private_attribute_pattern_catches_a_reader():
 @pytest.mark.parametrize("loss", [ContrastiveLoss(0.5), HardContrastiveLoss(0.5, num_negatives=3)])
 def test_shipped_losses_declare_their_temperature(loss):
     assert loss.temperature == 0.5
+
+
+def test_the_optimiser_and_schedule_defaults_are_written_once_in_yaml():
+    from lightning_modules.contrastive import ContrastiveModule
+    from lightning_modules.encoders import SmallConvEncoder
+    from lightning_modules.linear_eval import RECIPE as LINEAR_RECIPE
+    from lightning_modules.linear_eval import paper_linear_sgd
+
+    recipe = yaml.safe_load((ROOT / "configs/base.yaml").read_text())["model"]["init_args"]
+    module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), num_samples=10)
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert type(optimizer).__name__ == recipe["optimizer"]["class_path"].rsplit(".", 1)[1]
+    for key, value in recipe["optimizer"]["init_args"].items():
+        assert optimizer.defaults[key] == value, key
+    assert sorted(scheduler.milestones) == recipe["scheduler"]["init_args"]["milestones"]
+    linear = yaml.safe_load((ROOT / LINEAR_RECIPE).read_text())["model"]["init_args"]["optimizer"]["init_args"]
+    assert paper_linear_sgd([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"] == linear["lr"]
+    numbers = re.compile(r"lr=\d|milestones=\[\d|weight_decay=\d")
+    for name in ("base.py", "contrastive.py", "linear_eval.py"):  # the modules that train with a recipe
+        assert not numbers.search((ROOT / "lightning_modules" / name).read_text()), f"{name} writes a default"
