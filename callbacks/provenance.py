@@ -37,7 +37,14 @@ class ProvenanceSaveConfig(SaveConfigCallback):
 
     The resolved config, the git commit and the dataset's name and size go into every
     checkpoint (``checkpoint["provenance"]``) and into each logger's hyper-parameters
-    (for W&B, the run's config).
+    (for W&B, the run's config). Source: no paper; it extends Lightning's
+    ``SaveConfigCallback`` (``pytorch_lightning.cli``), which ``cli.py`` hands the parser.
+
+    Example:
+        >>> sorted(code_version())  # what every run records of the code
+        ['git_commit', 'git_dirty']
+        >>> issubclass(ProvenanceSaveConfig, SaveConfigCallback)
+        True
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

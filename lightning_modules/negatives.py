@@ -80,7 +80,16 @@ class NegativeSource(nn.Module):
     :meth:`forward` and, if they keep state, :meth:`update`; a source that keeps one key
     per training image exposes it as :attr:`indexed_keys`. Sizes come from :meth:`bind`
     (the embedding dimension from the encoder, the bank size from the data), so a
-    config never repeats them.
+    config never repeats them. Source: the paper's instance-discrimination setting (Wang &
+    Liu 2021, arXiv:2012.09740, section 5.1), where the negatives are a memory bank's.
+
+    Example:
+        >>> class Others(NegativeSource):  # the batch's other images, one view each
+        ...     def forward(self, embed, index, views):
+        ...         z = embed(views[0]); s = z @ z.t()
+        ...         return s.diagonal(), drop_column(s, torch.arange(len(z)))
+        >>> [t.shape for t in Others()(lambda x: x, torch.arange(3), [torch.eye(3)])]
+        [torch.Size([3]), torch.Size([3, 2])]
     """
 
     #: augmented views per image and step that this source needs from the datamodule
@@ -118,7 +127,8 @@ class NegativeSource(nn.Module):
 class MemoryBank(NegativeSource):
     """Instance discrimination against a bank of one entry per training image (Wu et al. 2018).
 
-    The positive key of image i is its bank entry ``m_i``; the negatives are all other
+    Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
+    CVPR 2018, arXiv:1805.01978; the paper's negatives (Wang & Liu 2021, section 5.1). The positive key of image i is its bank entry ``m_i``; the negatives are all other
     N - 1 entries (the full softmax, no sampling). After each optimiser step the entries
     of the batch move towards the new embeddings:
     ``m_i <- normalize(momentum * m_i + (1 - momentum) * f(x_i))``, so ``momentum`` is
@@ -133,6 +143,13 @@ class MemoryBank(NegativeSource):
         momentum: weight of the old entry in the update, in [0, 1).
         normalize_init: start from unit-norm rows (default); False keeps the author's
             raw uniform initialisation in [-1/sqrt(dim/3), 1/sqrt(dim/3)].
+
+    Example:
+        >>> bank = MemoryBank(momentum=0.5)
+        >>> bank.bind(nn.Linear(4, 8), num_samples=100, dim=8)  # size from the data, dim from the encoder
+        >>> pos, neg = bank(lambda x: F.normalize(x, dim=1), torch.tensor([3, 7]), [torch.randn(2, 8)])
+        >>> bank.indexed_keys.shape, pos.shape, neg.shape
+        (torch.Size([100, 8]), torch.Size([2]), torch.Size([2, 99]))
     """
 
     num_views = 1
@@ -230,10 +247,17 @@ class MemoryBank(NegativeSource):
 class InBatchNegatives(NegativeSource):
     """SimCLR-style negatives: two views per image; every other view in the (global) batch is a negative.
 
-    For view a of image i the positive is view b of the same image and the negatives
-    are the 2 * (B_global - 1) views of the other images. Under data parallelism the
-    keys are gathered (with gradients) from all ranks and the positive of local anchor
-    i on rank r sits at ``r * B + i`` of each gathered view.
+    Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+    ICML 2020, arXiv:2002.05709 (the NT-Xent pairs). For view a of image i the positive is
+    view b of the same image and the negatives are the 2 * (B_global - 1) views of the other
+    images. Under data parallelism the keys are gathered (with gradients) from all ranks and
+    the positive of local anchor i on rank r sits at ``r * B + i`` of each gathered view.
+
+    Example:
+        >>> source = InBatchNegatives()
+        >>> views = [torch.randn(4, 8), torch.randn(4, 8)]
+        >>> [t.shape for t in source(lambda x: F.normalize(x, dim=1), torch.arange(4), views)]
+        [torch.Size([8]), torch.Size([8, 6])]
     """
 
     num_views = 2
