@@ -28,7 +28,7 @@ class SuiteCLI(LightningCLI):
     """LightningCLI with the links between data and model that every run needs."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        # data-derived sizes go to top-level module arguments only (docs/style.md, trap 2)
+        # data-derived sizes go to top-level module arguments only (docs/architecture.md, the batch contract)
         parser.link_arguments("data.num_train_samples", "model.init_args.num_samples", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
