@@ -34,8 +34,9 @@ class SuiteCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Linear evaluation ends with the test split: the numbers of Table 1."""
-        if getattr(self.model, "evaluates_on_test_after_fit", False) and not self.trainer.interrupted:
-            self.trainer.test(self.model, datamodule=self.datamodule)
+        model = self.model
+        if isinstance(model, SuiteModule) and model.evaluates_on_test_after_fit and not self.trainer.interrupted:
+            self.trainer.test(model, datamodule=self.datamodule)
 
 
 def _subclasses(base: type) -> list[str]:

@@ -9,6 +9,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.cli import SaveConfigCallback
 
+from datamodules.base import ContrastiveDataModule
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -27,9 +29,9 @@ def code_version() -> dict[str, Any]:
 
 
 def dataset_info(trainer: pl.Trainer) -> dict[str, Any]:
-    dm = getattr(trainer, "datamodule", None)
-    describe = getattr(dm, "describe", None)
-    return describe() if callable(describe) else {}
+    """The datamodule's ``describe()`` (name, location, sizes); empty for a datamodule of another kind."""
+    dm = trainer.datamodule
+    return dm.describe() if isinstance(dm, ContrastiveDataModule) else {}
 
 
 class ProvenanceSaveConfig(SaveConfigCallback):

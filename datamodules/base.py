@@ -46,8 +46,8 @@ def split_augmentation(augmentation: T.Augmentation | str | None, train_pipeline
     if not isinstance(augmentation, str):
         return augmentation, train_pipeline
     if augmentation not in ("auto", "pretrain", "linear", "none"):
-        raise ValueError(f"augmentation must be the pipeline's values (see datamodules.transforms.Augmentation) "
-                         f"or, as before, a training pipeline name (auto, pretrain, linear, none); got {augmentation!r}")
+        raise ValueError(f"augmentation must be the pipeline's values (datamodules.transforms.Augmentation) or, "
+                         f"as before, a training pipeline name (auto, pretrain, linear, none); got {augmentation!r}")
     if train_pipeline != "auto" and train_pipeline != augmentation:
         raise ValueError(f"augmentation={augmentation!r} (the old name of train_pipeline) and "
                          f"train_pipeline={train_pipeline!r} disagree: give train_pipeline only")

@@ -53,6 +53,9 @@ class SuiteModule(pl.LightningModule):
     #: :meth:`setup` hands it to the datamodule, the one hook between the two
     augmentation_stage: str = "pretrain"
 
+    #: ``cli.py fit`` runs the test split right after training (linear evaluation: the numbers of Table 1)
+    evaluates_on_test_after_fit: bool = False
+
     #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
     optimizer_factory: Any
     scheduler_factory: Any

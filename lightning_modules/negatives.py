@@ -128,7 +128,8 @@ class MemoryBank(NegativeSource):
     """Instance discrimination against a bank of one entry per training image (Wu et al. 2018).
 
     Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
-    CVPR 2018, arXiv:1805.01978; the paper's negatives (Wang & Liu 2021, section 5.1). The positive key of image i is its bank entry ``m_i``; the negatives are all other
+    CVPR 2018, arXiv:1805.01978; the paper's negatives (Wang & Liu 2021, section 5.1).
+    The positive key of image i is its bank entry ``m_i``; the negatives are all other
     N - 1 entries (the full softmax, no sampling). After each optimiser step the entries
     of the batch move towards the new embeddings:
     ``m_i <- normalize(momentum * m_i + (1 - momentum) * f(x_i))``, so ``momentum`` is
