@@ -98,9 +98,10 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         test_subset: keep only the first ``test_subset`` images of the official test split.
         device_augmentation: load the training images as uint8 and apply the pretraining
             augmentation on the accelerator, batched with per-image parameters
-            (:class:`~datamodules.gpu_augment.DeviceAugmentation`); for datasets of
-            fixed-size images without blur (CIFAR, SVHN). Same distribution as the CPU
-            pipeline, different random streams.
+            (:class:`~datamodules.gpu_augment.DeviceAugmentation`, built from the same
+            ``augmentation``); for training images of one size (CIFAR, SVHN, such image
+            folders) and a recipe without blur. Same distribution as the CPU pipeline,
+            different random streams.
         train_pipeline: the training loader's pipeline: ``pretrain`` (the paper's
             contrastive views), ``linear`` (the linear-evaluation augmentation), ``none``
             (the evaluation transform) or ``auto`` (whatever the LightningModule asks for
