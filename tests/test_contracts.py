@@ -162,3 +162,33 @@ def test_the_optimiser_and_schedule_defaults_are_written_once_in_yaml():
     numbers = re.compile(r"lr=\d|milestones=\[\d|weight_decay=\d")
     for name in ("base.py", "contrastive.py", "linear_eval.py"):  # the modules that train with a recipe
         assert not numbers.search((ROOT / "lightning_modules" / name).read_text()), f"{name} writes a default"
+
+
+def test_the_training_sampler_is_one_lightning_keeps(cifar_small):
+    from torch.utils.data import DistributedSampler
+
+    from datamodules.cifar import CIFAR10DataModule
+
+    dm = CIFAR10DataModule(str(cifar_small), verify_checksums=False, num_workers=0, batch_size=32)
+    dm.setup("fit")
+    assert isinstance(dm.train_dataloader().sampler, DistributedSampler)  # Lightning replaces only other kinds
+
+
+@pytest.mark.slow
+def test_two_processes_with_lightnings_distributed_sampler_on_still_equal_one(cifar_small, tmp_path):
+    """``use_distributed_sampler`` no longer matters: the datamodule's shards stay (2 gloo processes)."""
+    import os
+
+    import cli
+    from tests.test_scale import assert_same_training_state, load_state
+
+    common = ["--model.init_args.encoder.init_args.batchnorm=false", "--trainer.limit_train_batches=3",
+              "--data.init_args.batch_size=32", "--trainer.use_distributed_sampler=true"]
+    cli.main(quick_args(cifar_small, tmp_path / "one", *common, batches=None))
+    two = quick_args(cifar_small, tmp_path / "two", *common, batches=None, configs=("configs/trainer/ddp_cpu.yaml",))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *two], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_training_state(load_state(run_dir(tmp_path / "one") / "checkpoints" / "last.ckpt"),
+                               load_state(run_dir(tmp_path / "two") / "checkpoints" / "last.ckpt"), atol=1e-6)
