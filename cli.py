@@ -28,14 +28,15 @@ class SuiteCLI(LightningCLI):
     """LightningCLI with the links between data and model that every run needs."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        # data-derived sizes go to top-level module arguments only (docs/style.md, trap 2)
+        # data-derived sizes go to top-level module arguments only (docs/architecture.md, the batch contract)
         parser.link_arguments("data.num_train_samples", "model.init_args.num_samples", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     def after_fit(self) -> None:
         """Linear evaluation ends with the test split: the numbers of Table 1."""
-        if getattr(self.model, "evaluates_on_test_after_fit", False) and not self.trainer.interrupted:
-            self.trainer.test(self.model, datamodule=self.datamodule)
+        model = self.model
+        if isinstance(model, SuiteModule) and model.evaluates_on_test_after_fit and not self.trainer.interrupted:
+            self.trainer.test(model, datamodule=self.datamodule)
 
 
 def _subclasses(base: type) -> list[str]:

@@ -53,6 +53,10 @@ def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, sta
 class EmbeddingMetrics(Callback):
     """The paper's diagnostics of the embedding, logged every ``every_n_epochs`` epochs.
 
+    Sources: uniformity, Wang & Isola 2020 (arXiv:2005.10242) as Eq 10 of Wang & Liu 2021
+    (arXiv:2012.09740); tolerance, Eq 11 there; the similarity profile, Fig 8 there; the
+    weighted kNN monitor, Wu et al. 2018 (arXiv:1805.01978).
+
     On the test split (non-augmented): ``val/uniformity`` (-L_uniformity, Eq 10, t = 2; the
     paper's sign, at most 4), ``val/tolerance`` (mean similarity of distinct same-class
     pairs, Eq 11) and ``val/knn_top1`` (weighted kNN, Wu et al. 2018, against the keys the
@@ -83,6 +87,12 @@ class EmbeddingMetrics(Callback):
         embedding_map: also save a 2-D t-SNE map of the test embeddings (Fig 2); slow.
         embedding_map_points: points in that map.
         log_initial: compute and log the metrics once before training starts (epoch -1).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> metrics = EmbeddingMetrics(every_n_epochs=5, knn_k=200, bank_metrics=True, plot=False)
+        >>> [metrics._due(SimpleNamespace(current_epoch=e, max_epochs=12)) for e in (3, 4, 11)]
+        [False, True, True]
     """
 
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -26,15 +28,46 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset is missing on disk and could not be downloaded."""
 
 
-AugmentationChoice = Literal["auto", "pretrain", "linear", "none"]
+#: which pipeline the training loader applies: ``auto`` follows the module's request
+TrainPipeline = Literal["auto", "pretrain", "linear", "none"]
+#: the old name of :data:`TrainPipeline` (the ``augmentation`` argument used to take these values)
+AugmentationChoice = TrainPipeline
+
+
+def split_augmentation(augmentation: T.Augmentation | str | None, train_pipeline: str
+                       ) -> tuple[T.Augmentation | None, str]:
+    """(pipeline values, training pipeline) from the ``augmentation`` and ``train_pipeline`` arguments.
+
+    ``augmentation`` used to name the training pipeline (``auto``, ``pretrain``, ``linear``,
+    ``none``); such a string still works, as ``train_pipeline``, with a DeprecationWarning.
+    """
+    if train_pipeline not in ("auto", "pretrain", "linear", "none"):
+        raise ValueError(f"train_pipeline must be auto, pretrain, linear or none, got {train_pipeline!r}")
+    if not isinstance(augmentation, str):
+        return augmentation, train_pipeline
+    if augmentation not in ("auto", "pretrain", "linear", "none"):
+        raise ValueError(f"augmentation must be the pipeline's values (datamodules.transforms.Augmentation) or, "
+                         f"as before, a training pipeline name (auto, pretrain, linear, none); got {augmentation!r}")
+    if train_pipeline != "auto" and train_pipeline != augmentation:
+        raise ValueError(f"augmentation={augmentation!r} (the old name of train_pipeline) and "
+                         f"train_pipeline={train_pipeline!r} disagree: give train_pipeline only")
+    warnings.warn(f"augmentation={augmentation!r} names the training pipeline, which is now train_pipeline: "
+                  f"write train_pipeline: {augmentation}", DeprecationWarning, stacklevel=3)
+    return None, augmentation
 
 
 class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
     """Base class: loaders with the batch contract, the per-device batch split and a held-out split.
 
+    Batches follow :mod:`datamodules.batch`; the training order and each image's augmentation
+    follow :mod:`datamodules.sampling`; the pipelines are the paper's (Wang & Liu 2021,
+    arXiv:2012.09740, section 5.1, after Wu et al. 2018, arXiv:1805.01978).
+
     Subclasses implement :meth:`_load_split` (returns the raw ``(image, label)`` dataset of
     ``"train"`` or ``"test"``), :meth:`_check_available` and set :attr:`num_classes`,
-    :attr:`dataset_name` and the augmentation presets.
+    :attr:`dataset_name` and :attr:`preset` (the family whose values are the default
+    ``augmentation``; a subclass repeats that default in its signature, so that
+    ``--print_config`` shows it).
 
     Args:
         data_dir: folder holding (or receiving) the dataset files.
@@ -44,14 +77,12 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         num_workers: data-loading worker processes per device.
         num_views: augmented views per image and step (1 for a memory bank, 2 for
             in-batch or queue negatives).
-        augmentation: training augmentation: ``pretrain`` (the paper's contrastive
-            pipeline), ``linear`` (the linear-evaluation pipeline), ``none`` (the eval
-            transform) or ``auto`` (whatever the LightningModule asks for through
-            :meth:`~datamodules.batch.BatchProvider.request_train_pipeline`; ``pretrain``
-            if it says nothing). A module that trains on cached features asks for
-            ``features``: the loader then yields only indices.
-        flip: random horizontal flip in the pretraining pipeline (the paper lists it;
-            the author's code had it commented out).
+        augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`:
+            crop, colour jitter, grayscale, flip, blur, normalisation, size); None is the
+            dataset family's (:attr:`preset`). The CPU and the device pipeline both read it.
+            A pipeline name (``auto``, ``pretrain``, ``linear``, ``none``), this argument's
+            old meaning, still works as ``train_pipeline`` (deprecated).
+        flip: deprecated alias of ``augmentation.flip``; None keeps the augmentation's.
         val_fraction: fraction of the training split held out (stratified by nothing,
             a seeded random subset) as a validation split for model selection; 0 uses
             the test split for validation, as the paper's code did.
@@ -67,9 +98,22 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         test_subset: keep only the first ``test_subset`` images of the official test split.
         device_augmentation: load the training images as uint8 and apply the pretraining
             augmentation on the accelerator, batched with per-image parameters
-            (:class:`~datamodules.gpu_augment.DeviceAugmentation`); for datasets of
-            fixed-size images without blur (CIFAR, SVHN). Same distribution as the CPU
-            pipeline, different random streams.
+            (:class:`~datamodules.gpu_augment.DeviceAugmentation`, built from the same
+            ``augmentation``); for training images of one size (CIFAR, SVHN, such image
+            folders) and a recipe without blur. Same distribution as the CPU pipeline,
+            different random streams.
+        train_pipeline: the training loader's pipeline: ``pretrain`` (the paper's
+            contrastive views), ``linear`` (the linear-evaluation augmentation), ``none``
+            (the evaluation transform) or ``auto`` (whatever the LightningModule asks for
+            through :meth:`~datamodules.batch.BatchProvider.request_train_pipeline`;
+            ``pretrain`` if it says nothing). A module that trains on cached features
+            asks for ``features``: the loader then yields only indices.
+
+    Example:
+        >>> from datamodules.cifar import CIFAR10DataModule
+        >>> dm = CIFAR10DataModule("data/cifar10", batch_size=128, num_views=2, train_pipeline="pretrain")
+        >>> dm.per_device_batch_size, dm.num_views, dm.augmentation.flip
+        (128, 2, True)
     """
 
     num_classes: int = 0
@@ -84,8 +128,8 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 4,
         num_views: int = 1,
-        augmentation: AugmentationChoice = "auto",
-        flip: bool = True,
+        augmentation: T.Augmentation | TrainPipeline | None = None,
+        flip: bool | None = None,
         val_fraction: float = 0.0,
         split_seed: int = 0,
         sampling_seed: int | None = None,
@@ -95,8 +139,14 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         device_augmentation: bool = False,
         train_subset: int | None = None,
         test_subset: int | None = None,
+        train_pipeline: TrainPipeline = "auto",
     ) -> None:
         super().__init__()
+        augmentation, train_pipeline = split_augmentation(augmentation, train_pipeline)
+        if augmentation is None:
+            augmentation = T.get_preset(self.preset)
+        if flip is not None:
+            augmentation = replace(augmentation, flip=flip)
         for name, value in (("train_subset", train_subset), ("test_subset", test_subset)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 (the first n images of the split) or null, "
@@ -116,8 +166,9 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.num_views = num_views
-        self.augmentation = augmentation
-        self.flip = flip
+        #: every value of the pipelines; transform_for and the device augmentation read it
+        self.augmentation: T.Augmentation = augmentation
+        self.train_pipeline = train_pipeline
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.sampling_seed = sampling_seed
@@ -156,9 +207,20 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
 
     def transform_for(self, stage: Literal["pretrain", "linear", "none"]) -> Callable:
         """The training transform of ``stage`` for this dataset."""
-        return T.build(self.preset, stage, flip=self.flip)
+        return T.build(self.augmentation, stage)
 
+    #: the dataset family whose values (:data:`datamodules.transforms.PRESETS`) are the default augmentation
     preset: str = "cifar"
+
+    @property
+    def augmentation_preset(self) -> T.Augmentation:
+        """The old name of :attr:`augmentation`."""
+        return self.augmentation
+
+    @property
+    def flip(self) -> bool:
+        """Whether the pretraining view flips (``augmentation.flip``)."""
+        return self.augmentation.flip
 
     # ------------------------------------------------------------------ properties
     @property
@@ -265,8 +327,8 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         return raw if train_idx is None else Subset(raw, train_idx)
 
     def _resolve_stage(self) -> str:
-        if self.augmentation != "auto":
-            return self.augmentation
+        if self.train_pipeline != "auto":
+            return self.train_pipeline
         return self._requested_pipeline  # what the module asked for (request_train_pipeline), else pretrain
 
     # ------------------------------------------------------------------- loaders
@@ -286,19 +348,24 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
     #: side of every image of the dataset when they all share one (device augmentation needs it)
     fixed_image_size: int | None = None
 
+    def _check_one_image_size(self) -> None:
+        """Raise unless every training image has the same size (a batch of them must stack)."""
+        if self.fixed_image_size is None:
+            raise ValueError(f"device_augmentation needs training images of one size, and {type(self).__name__} "
+                             "does not declare one (fixed_image_size): use the CPU pipeline")
+
     def _device_augmentation(self, stage: str) -> Any:
         """The :class:`DeviceAugmentation` of the training loader, or None when the CPU pipeline runs."""
         if not self.device_augmentation or stage != "pretrain":
             return None
-        p = T.get_preset(self.preset) if isinstance(self.preset, str) else self.preset
-        if self.fixed_image_size is None or p.blur:
-            raise ValueError(f"device_augmentation needs images of one fixed size and no blur; "
-                             f"{type(self).__name__} ({p}) has neither: use the CPU pipeline")
+        if self.augmentation.blur:
+            raise ValueError(f"device_augmentation has no Gaussian blur, and {type(self).__name__}'s augmentation "
+                             "has blur: true; use the CPU pipeline (device_augmentation false), or a recipe without "
+                             "blur (--data.init_args.augmentation.blur false)")
+        self._check_one_image_size()
         from datamodules.gpu_augment import DeviceAugmentation
 
-        return DeviceAugmentation(size=p.size, scale=p.crop_scale, jitter=p.jitter, hue=min(p.jitter, 0.5),
-                                  jitter_p=p.jitter_p, grayscale_p=p.grayscale_p, flip=self.flip, mean=p.mean,
-                                  std=p.std)
+        return DeviceAugmentation.from_augmentation(self.augmentation)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Apply the device-side augmentation to uint8 training batches (``device_augmentation``)."""
@@ -343,7 +410,7 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         return self._eval_loader(IndexedDataset(self._raw("test"), self.eval_transform()))
 
     def eval_transform(self) -> Callable:
-        return T.build(self.preset, "none", flip=False)
+        return T.build(self.augmentation, "none")
 
     def eval_dataloader(self, split: Literal["train", "test"], distributed: bool | None = None,
                         stage: Literal["none", "pretrain"] = "none", num_views: int = 1,

@@ -10,7 +10,8 @@ from typing import Literal
 from torch.utils.data import Dataset
 from torchvision import datasets
 
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+from datamodules import transforms as T
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline
 
 
 def _unverified(cls: type) -> type:
@@ -36,10 +37,21 @@ def _unverified(cls: type) -> type:
 class CIFAR10DataModule(ContrastiveDataModule):
     """CIFAR-10 (50,000 train / 10,000 test, 32x32, 10 classes) with the paper's pipelines.
 
-    Expects ``<data_dir>/cifar-10-batches-py/`` (the extracted official
-    ``cifar-10-python.tar.gz``); ``prepare_data`` downloads it when missing.
+    Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009; the paper's
+    main dataset (Wang & Liu 2021, arXiv:2012.09740, section 5.1). Expects
+    ``<data_dir>/cifar-10-batches-py/`` (the extracted official ``cifar-10-python.tar.gz``);
+    ``prepare_data`` downloads it when missing.
+
+    Example:
+        >>> dm = CIFAR10DataModule("data/cifar10", batch_size=256)
+        >>> dm.num_classes, dm.augmentation.jitter, dm.augmentation.crop_scale
+        (10, 0.4, (0.2, 1.0))
+        >>> [type(op).__name__ for op in dm.transform_for("pretrain").transforms][:2]
+        ['RandomResizedCrop', 'ColorJitter']
 
     Args:
+        augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`);
+            the default is the paper's CIFAR recipe.
         verify_checksums: check the files' MD5 sums against the official release;
             turn off for a CIFAR-format subset.
         **kwargs: see :class:`~datamodules.base.ContrastiveDataModule`.
@@ -53,8 +65,9 @@ class CIFAR10DataModule(ContrastiveDataModule):
     _tv_class = datasets.CIFAR10
     _url_hint = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
-    def __init__(self, *args, verify_checksums: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, augmentation: T.Augmentation | TrainPipeline = T.PRESETS["cifar"],
+                 verify_checksums: bool = True, **kwargs) -> None:
+        super().__init__(*args, augmentation=augmentation, **kwargs)
         self.verify_checksums = verify_checksums
 
     @property
@@ -94,7 +107,13 @@ class CIFAR10DataModule(ContrastiveDataModule):
 class CIFAR100DataModule(CIFAR10DataModule):
     """CIFAR-100 (50,000 train / 10,000 test, 32x32, 100 fine classes) with the paper's pipelines.
 
-    Expects ``<data_dir>/cifar-100-python/`` (the extracted official ``cifar-100-python.tar.gz``).
+    Krizhevsky 2009 (as CIFAR-10); Table 1 of Wang & Liu 2021. Expects
+    ``<data_dir>/cifar-100-python/`` (the extracted official ``cifar-100-python.tar.gz``).
+
+    Example:
+        >>> dm = CIFAR100DataModule("data/cifar100")
+        >>> dm.num_classes, dm.augmentation == CIFAR10DataModule("data/cifar10").augmentation
+        (100, True)
 
     Args:
         verify_checksums: check the files' MD5 sums against the official release.

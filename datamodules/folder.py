@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from datamodules import transforms as T
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline, split_augmentation
 
 #: the file extensions read as images (torchvision's ImageFolder list), compared case-insensitively
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -111,58 +111,81 @@ class ImageFiles(Dataset):
 
 
 class ImageFolderDataModule(ContrastiveDataModule):
-    """Any ``<data_dir>/{train,val}/<class>/<images>`` folder, with a chosen augmentation preset.
+    """Any ``<data_dir>/{train,val}/<class>/<images>`` folder (torchvision's ImageFolder layout).
 
     The classes are the sub-folders of ``train/`` (sorted); ``val/`` must hold the same
     ones. ``val/`` plays the part of the test split (and of validation unless
-    ``val_fraction`` holds part of ``train/`` out).
+    ``val_fraction`` holds part of ``train/`` out). Images of any size are resized for
+    the pipelines that do not crop at random. A folder whose training images all have
+    one size can use ``device_augmentation`` (checked from the files' headers). The layout is
+    torchvision's ``ImageFolder``'s; the default recipe is the paper's ImageNet-100 one
+    (Wang & Liu 2021, arXiv:2012.09740, section 5.1).
 
     Args:
         data_dir: the folder holding ``train/`` and ``val/``.
-        preset: the augmentation preset (``cifar``, ``svhn``, ``imagenet``; see
-            :mod:`datamodules.transforms`).
-        image_size: side of the augmented images; None keeps the preset's (32 or 224).
-            Images of any size are resized: a preset without its own evaluation resize
-            (cifar, svhn) resizes the shorter side to ``image_size`` and centre-crops.
-        mean: per-channel normalisation mean replacing the preset's, e.g. ``[0.5, 0.5, 0.5]``.
-        std: per-channel normalisation std replacing the preset's.
+        preset: a shortcut that replaces ``augmentation`` by a family's values (``cifar``,
+            ``svhn``, ``imagenet``; :data:`datamodules.transforms.PRESETS`); give it or
+            change ``augmentation``, not both. None keeps ``augmentation``.
+        image_size: side of the augmented images, scaling the evaluation resize with it;
+            None keeps the augmentation's (224 by default).
+        mean: per-channel normalisation mean replacing the augmentation's, e.g. ``[0.5, 0.5, 0.5]``.
+        std: per-channel normalisation std replacing the augmentation's.
         train_folder: name of the training split's folder.
         test_folder: name of the held-out split's folder.
+        augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`);
+            the default is the paper's ImageNet-100 recipe (224-pixel crops, blur). Without
+            an ``eval_resize`` the evaluation resizes to ``size``.
         **kwargs: see :class:`~datamodules.base.ContrastiveDataModule` (``download`` is
             ignored: a folder is there or it is not).
+
+    Example:
+        >>> dm = ImageFolderDataModule("data/images", preset="cifar")  # 32-pixel crops, no blur
+        >>> dm.augmentation.size, dm.augmentation.blur, dm.augmentation.eval_resize
+        (32, False, 32)
+        >>> ImageFolderDataModule("data/images", image_size=96).augmentation.eval_resize  # 256 * 96 / 224
+        110
     """
 
     dataset_name = "imagefolder"
+    preset = "imagenet"
 
     def __init__(
         self,
         data_dir: str = "data",
-        preset: str = "imagenet",
+        preset: str | None = None,
         image_size: int | None = None,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         train_folder: str = "train",
         test_folder: str = "val",
+        augmentation: T.Augmentation | TrainPipeline = T.PRESETS["imagenet"],
         **kwargs,
     ) -> None:
-        super().__init__(data_dir=data_dir, **kwargs)
-        self.preset = preset
         for name, value in (("mean", mean), ("std", std)):
             if value is not None and len(value) != 3:
                 raise ValueError(f"{name} must have 3 values (R, G, B), got {list(value)}")
         if std is not None and min(std) <= 0:
             raise ValueError(f"std must be positive, got {list(std)}")
-        p = T.get_preset(preset)
+        values, kwargs["train_pipeline"] = split_augmentation(augmentation, kwargs.get("train_pipeline", "auto"))
+        default = T.get_preset(type(self).preset)
+        if preset is not None:
+            if values is not None and values != default:
+                raise ValueError(f"preset={preset!r} replaces the augmentation, which was also changed: give the "
+                                 "preset or the augmentation's values, not both")
+            values = T.get_preset(preset)
+        p = default if values is None else values
         if image_size is not None:
             p = T.resize_preset(p, image_size)
-        if p.eval_resize is None:  # folder images come in any size: bring every pipeline to image_size
+        if p.eval_resize is None:  # folder images come in any size: bring every pipeline to the size
             p = replace(p, eval_resize=p.size)
-        #: the numbers every pipeline of this module uses (``preset`` with the overrides applied)
-        self.augmentation_preset = replace(p, mean=p.mean if mean is None else tuple(mean),
-                                           std=p.std if std is None else tuple(std))
+        p = replace(p, mean=p.mean if mean is None else tuple(mean), std=p.std if std is None else tuple(std))
+        super().__init__(data_dir=data_dir, augmentation=p, **kwargs)
+        if preset is not None:
+            self.preset = preset
         self.train_folder = train_folder
         self.test_folder = test_folder
         self._scans: dict[str, tuple[list[str], list[int]]] = {}
+        self._one_size_checked = False
         self._classes: list[str] | None = None
 
     # ------------------------------------------------------------------ the listing
@@ -230,14 +253,35 @@ class ImageFolderDataModule(ContrastiveDataModule):
         """Images in ``train/`` (less any held-out part), from the listing; the folder must exist."""
         return self._after_subset(self._count_train())
 
-    def transform_for(self, stage: Literal["pretrain", "linear", "none"]):
-        return T.build(self.augmentation_preset, stage, flip=self.flip)
-
-    def eval_transform(self):
-        return T.build(self.augmentation_preset, "none", flip=False)
+    def _check_one_image_size(self) -> None:
+        """Read every training image's header (not its pixels): they must share one size."""
+        if self._one_size_checked:
+            return
+        first: tuple[str, tuple[int, int]] | None = None
+        for path in _paths_of(self.train_split()):
+            try:
+                with Image.open(path) as image:
+                    size = image.size
+            except (OSError, ValueError, SyntaxError) as err:
+                raise ImageLoadError(f"cannot read image {path}: {err}") from err
+            if first is None:
+                first = (path, size)
+            elif size != first[1]:
+                raise ValueError(f"device_augmentation needs training images of one size, but {first[0]} is "
+                                 f"{first[1][0]}x{first[1][1]} and {path} is {size[0]}x{size[1]}: use the CPU "
+                                 "pipeline (device_augmentation false) or resize the images")
+        self._one_size_checked = True
 
     def describe(self) -> dict:
         info = super().describe()
-        info.update(preset=self.preset, image_size=self.augmentation_preset.size,
+        info.update(preset=self.preset, image_size=self.augmentation.size,
                     num_test_samples=len(self._scan("test")[0]))
         return info
+
+
+def _paths_of(dataset: Dataset) -> list[str]:
+    """The image files of an :class:`ImageFiles` dataset or of a (nested) ``Subset`` of one, in order."""
+    if isinstance(dataset, Subset):
+        parent = _paths_of(dataset.dataset)
+        return [parent[i] for i in dataset.indices]
+    return list(dataset.paths)

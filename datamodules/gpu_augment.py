@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from datamodules.transforms import CIFAR_MEAN, CIFAR_STD
+from datamodules.transforms import CIFAR_MEAN, CIFAR_STD, Augmentation
 
 CROP_TRIALS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its central-crop fallback
 IDENTITY, BRIGHTNESS, CONTRAST, SATURATION, HUE = -1, 0, 1, 2, 3  # ColorJitter's fn_idx codes
@@ -116,6 +116,21 @@ class DeviceAugmentation(nn.Module):
         # would be cast by module.half() / Lightning's precision plugins and enter checkpoints.
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+
+    @classmethod
+    def from_augmentation(cls, augmentation: Augmentation) -> "DeviceAugmentation":
+        """The device twin of ``pretrain_transform(augmentation)``: the same fields, read from the same object.
+
+        Raises:
+            ValueError: the augmentation asks for a Gaussian blur, which has no device version here.
+        """
+        if augmentation.blur:
+            raise ValueError("DeviceAugmentation has no Gaussian blur and the augmentation asks for one "
+                             "(blur: true): use the CPU pipeline")
+        return cls(size=augmentation.size, scale=augmentation.crop_scale, ratio=augmentation.crop_ratio,
+                   jitter=augmentation.jitter, hue=augmentation.hue, jitter_p=augmentation.jitter_p,
+                   grayscale_p=augmentation.grayscale_p, flip=augmentation.flip, mean=augmentation.mean,
+                   std=augmentation.std)
 
     def extra_repr(self) -> str:
         return (f"size={self.size}, scale={self.scale}, ratio={self.ratio}, jitter={self.jitter}, "

@@ -7,7 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from datamodules.base import DatasetNotFoundError
+from datamodules import transforms as T
+from datamodules.base import DatasetNotFoundError, TrainPipeline
 from datamodules.folder import DatasetLayoutError, ImageFolderDataModule
 
 #: the CMC split's class list (HobbitLong/CMC imagenet100.txt), one WordNet id per line
@@ -32,6 +33,9 @@ def read_class_list(path: str | Path) -> list[str]:
 class ImageNet100DataModule(ImageFolderDataModule):
     """ImageNet-100 (CMC's 100 classes; about 127k train / 5,000 val images) with the paper's pipelines.
 
+    The split of Tian et al., "Contrastive Multiview Coding", arXiv:1906.05849; the images of
+    ILSVRC2012 (Russakovsky et al. 2015); Table 1 of Wang & Liu 2021.
+
     Reads a standard ImageNet folder, ``<data_dir>/train/<wnid>/*.JPEG`` and
     ``<data_dir>/val/<wnid>/*.JPEG`` (the validation images sorted into class folders),
     and keeps the classes of ``class_list`` without copying any image: class ``i`` is
@@ -44,11 +48,19 @@ class ImageNet100DataModule(ImageFolderDataModule):
         data_dir: the ImageNet folder holding ``train/`` and ``val/``.
         class_list: a file of WordNet ids, one per line; None uses the CMC split shipped
             as ``datamodules/imagenet100_classes.txt``.
-        preset: the augmentation preset (``imagenet``: 224 crops, Gaussian blur).
-        image_size: side of the augmented images; None keeps the preset's 224.
-        mean: normalisation mean replacing the preset's.
-        std: normalisation std replacing the preset's.
+        preset: a shortcut that replaces ``augmentation`` by a family's values; None keeps it.
+        image_size: side of the augmented images (scaling the evaluation resize); None keeps 224.
+        mean: normalisation mean replacing the augmentation's.
+        std: normalisation std replacing the augmentation's.
+        augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`);
+            the default is the paper's ImageNet-100 recipe (224-pixel crops, Gaussian blur,
+            evaluation at 256 then centre 224).
         **kwargs: see :class:`~datamodules.base.ContrastiveDataModule`.
+
+    Example:
+        >>> dm = ImageNet100DataModule("data/imagenet")  # reads the shipped class list only
+        >>> len(dm.classes), dm.classes[0], dm.augmentation.size, dm.augmentation.blur
+        (100, 'n02869837', 224, True)
     """
 
     dataset_name = "imagenet100"
@@ -57,13 +69,15 @@ class ImageNet100DataModule(ImageFolderDataModule):
         self,
         data_dir: str = "data/imagenet",
         class_list: str | None = None,
-        preset: str = "imagenet",
+        preset: str | None = None,
         image_size: int | None = None,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        augmentation: T.Augmentation | TrainPipeline = T.PRESETS["imagenet"],
         **kwargs,
     ) -> None:
-        super().__init__(data_dir=data_dir, preset=preset, image_size=image_size, mean=mean, std=std, **kwargs)
+        super().__init__(data_dir=data_dir, preset=preset, image_size=image_size, mean=mean, std=std,
+                         augmentation=augmentation, **kwargs)
         self.class_list = Path(class_list) if class_list is not None else CLASS_LIST
         self._classes = read_class_list(self.class_list)
         odd = [c for c in self._classes if not re.fullmatch(r"n\d{8}", c)]

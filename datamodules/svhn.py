@@ -11,7 +11,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.datasets import svhn as tv_svhn
 
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+from datamodules import transforms as T
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline
 
 
 class _UnverifiedSVHN(datasets.SVHN):
@@ -24,15 +25,24 @@ class _UnverifiedSVHN(datasets.SVHN):
 class SVHNDataModule(ContrastiveDataModule):
     """SVHN (73,257 train / 26,032 test, 32x32, 10 digit classes) with the paper's pipelines.
 
-    Uses the ``train`` split (not ``extra``), as the paper does. Expects
+    Netzer et al., "Reading Digits in Natural Images with Unsupervised Feature Learning",
+    NIPS workshop 2011; Table 1 of Wang & Liu 2021. Uses the ``train`` split (not ``extra``), as the paper does. Expects
     ``<data_dir>/train_32x32.mat`` and ``<data_dir>/test_32x32.mat``; ``prepare_data``
     downloads them when missing. Labels are the digits 0..9 (the files store digit 0
     as 10; torchvision maps it back).
 
     Args:
+        augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`);
+            the default is the paper's SVHN recipe (the CIFAR view; colour jitter and grayscale
+            for the linear classifier).
         verify_checksums: check the files' MD5 sums against the official release;
             turn off for an SVHN-format subset.
         **kwargs: see :class:`~datamodules.base.ContrastiveDataModule`.
+
+    Example:
+        >>> dm = SVHNDataModule("data/svhn", device_augmentation=True)
+        >>> dm.num_classes, dm.augmentation.linear, dm.official_train_size
+        (10, 'jitter', 73257)
     """
 
     num_classes = 10
@@ -41,8 +51,9 @@ class SVHNDataModule(ContrastiveDataModule):
     preset = "svhn"
     fixed_image_size = 32
 
-    def __init__(self, *args, verify_checksums: bool = True, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, augmentation: T.Augmentation | TrainPipeline = T.PRESETS["svhn"],
+                 verify_checksums: bool = True, **kwargs) -> None:
+        super().__init__(*args, augmentation=augmentation, **kwargs)
         self.verify_checksums = verify_checksums
 
     def _file(self, split: Literal["train", "test"]) -> Path:

@@ -1,13 +1,45 @@
-"""The base class of the suite's LightningModules: the slot ``model`` of ``cli.py``."""
+"""The base class of the suite's LightningModules (the slot ``model`` of ``cli.py``), and the recipe reader."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import functools
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 import pytorch_lightning as pl
+import yaml
 from torch import nn
 
 from datamodules.batch import BatchProvider
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _model_args(config: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / config).read_text())["model"]["init_args"]
+
+
+def recipe_factory(config: str, key: str) -> Callable:
+    """``model.init_args.<key>`` of the YAML file ``config`` (relative to the repository) as a factory.
+
+    The optimiser and schedule defaults are written once, in the shipped YAML recipes
+    (``configs/base.yaml`` for pretraining, ``configs/eval/linear.yaml`` for linear
+    evaluation), where ``--print_config`` shows them and a flag changes them; a module
+    built in Python without an optimiser or a scheduler gets the same ones from here.
+
+    Args:
+        config: e.g. ``"configs/base.yaml"``.
+        key: ``"optimizer"`` or ``"scheduler"``, an entry ``{class_path, init_args}``.
+
+    Returns:
+        ``class_path`` with ``init_args`` bound: call it with the parameters (optimiser)
+        or the optimiser (scheduler).
+    """
+    entry = _model_args(config)[key]
+    module, name = entry["class_path"].rsplit(".", 1)
+    return functools.partial(getattr(importlib.import_module(module), name), **(entry.get("init_args") or {}))
 
 
 class SuiteModule(pl.LightningModule):
@@ -20,6 +52,9 @@ class SuiteModule(pl.LightningModule):
     #: the training pipeline this module needs (``pretrain``, ``linear``, ``none``, ``features``);
     #: :meth:`setup` hands it to the datamodule, the one hook between the two
     augmentation_stage: str = "pretrain"
+
+    #: ``cli.py fit`` runs the test split right after training (linear evaluation: the numbers of Table 1)
+    evaluates_on_test_after_fit: bool = False
 
     #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
     optimizer_factory: Any

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules.batch import BatchProvider, as_views
-from lightning_modules.base import SuiteModule
+from lightning_modules.base import SuiteModule, recipe_factory
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
 from lightning_modules.negatives import MemoryBank, NegativeSource
@@ -19,13 +19,17 @@ from pytorch_lightning.cli import OptimizerCallable as OptimizerFactory
 
 
 def paper_sgd(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The paper's pretraining optimiser: SGD, lr 0.03, momentum 0.9, weight decay 5e-4."""
-    return torch.optim.SGD(params, lr=0.03, momentum=0.9, weight_decay=5e-4)
+    """The pretraining optimiser of ``configs/base.yaml`` (the paper's SGD), the one place it is written."""
+    return recipe_factory(RECIPE, "optimizer")(params)
 
 
 def paper_schedule(optimizer: torch.optim.Optimizer) -> Any:
-    """The paper's pretraining schedule: lr x0.1 at epochs 160 and 190 (of 200)."""
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[160, 190], gamma=0.1)
+    """The pretraining schedule of ``configs/base.yaml`` (the paper's step decay), the one place it is written."""
+    return recipe_factory(RECIPE, "scheduler")(optimizer)
+
+
+#: the recipe whose optimiser and schedule a module built without them uses
+RECIPE = "configs/base.yaml"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -37,17 +41,17 @@ class ContrastiveModule(SuiteModule):
 
     With the defaults this is the paper's setting: ResNet-18 (CIFAR stem) to a 128-d
     unit-norm embedding, the contrastive loss at tau = 0.07 against a memory bank of one
-    entry per training image, SGD lr 0.03 with momentum 0.9 and weight decay 5e-4, lr
-    x0.1 at epochs 160 and 190.
+    entry per training image, and the optimiser and schedule of ``configs/base.yaml``
+    (the paper's SGD and step decay, written only there).
 
     Args:
         encoder: backbone and head; :meth:`embed` normalises its output.
         loss: one of the losses of ``lightning_modules.losses``.
         negatives: where positives and negatives come from (memory bank, batch, queue).
         optimizer: builds the optimiser from the parameters (``class_path: torch.optim.SGD``
-            in YAML); None is the paper's SGD.
+            in YAML); None is the one of ``configs/base.yaml``.
         scheduler: builds the learning-rate scheduler (stepped every epoch); None is the
-            paper's schedule.
+            one of ``configs/base.yaml``.
         num_samples: training-split size, linked from the datamodule; sizes the bank.
         num_classes: number of classes, linked from the datamodule (metrics only).
         check_finite_every_n_steps: how often the training loss is checked for NaN/inf;

@@ -11,21 +11,25 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.base import SuiteModule
+from lightning_modules.base import SuiteModule, recipe_factory
 from lightning_modules.encoders import Encoder
 
 from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
 from pytorch_lightning.cli import OptimizerCallable as OptimizerFactory
 
 
+#: the recipe whose optimiser and schedule a module built without them uses
+RECIPE = "configs/eval/linear.yaml"
+
+
 def paper_linear_sgd(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD lr 30, momentum 0.9, no weight decay (the author's linear-evaluation recipe)."""
-    return torch.optim.SGD(params, lr=30.0, momentum=0.9, weight_decay=0.0)
+    """The linear-evaluation optimiser of ``configs/eval/linear.yaml`` (the author's SGD), written only there."""
+    return recipe_factory(RECIPE, "optimizer")(params)
 
 
 def paper_linear_schedule(optimizer: torch.optim.Optimizer) -> Any:
-    """lr x0.2 at epochs 40, 60 and 80 (of 100)."""
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[40, 60, 80], gamma=0.2)
+    """The linear-evaluation schedule of ``configs/eval/linear.yaml`` (the author's step decay), written only there."""
+    return recipe_factory(RECIPE, "scheduler")(optimizer)
 
 
 class EncoderChangedError(RuntimeError):
@@ -83,8 +87,10 @@ class LinearEvalModule(SuiteModule):
         encoder: the encoder to load the weights into; None rebuilds the checkpoint's.
         num_classes: classes of the downstream task, linked from the datamodule.
         num_samples: training-split size, linked from the datamodule (used by the cache).
-        optimizer: builds the optimiser for the linear layer; None is SGD lr 30, momentum 0.9.
-        scheduler: builds the lr scheduler (per epoch); None is x0.2 at 40, 60, 80.
+        optimizer: builds the optimiser for the linear layer; None is the one of
+            ``configs/eval/linear.yaml`` (the author's SGD).
+        scheduler: builds the lr scheduler (per epoch); None is the one of
+            ``configs/eval/linear.yaml``.
         cache_features: compute the frozen features of the non-augmented training split
             once and train on them (no augmentation; 100 epochs cost about one pass);
             False follows the paper's protocol with augmentation.

@@ -1,5 +1,7 @@
 """The four losses of the paper (section 3, Table 1): contrastive, simple, hard contrastive, hard simple.
 
+Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021, arXiv:2012.09740.
+
 Every loss takes the similarities a negatives' source produces, ``pos`` (B,) with
 ``pos[i] = s_ii`` and ``neg`` (B, K) with ``neg[i, j] = s_ij``, and returns the mean
 over the B anchors of the per-anchor loss (:meth:`ContrastiveLossBase.per_anchor`
@@ -101,7 +103,15 @@ class ContrastiveLossBase(nn.Module):
     Subclasses implement :meth:`_per_anchor` on validated, at-least-fp32 inputs, and set
     :attr:`temperature` when the loss has one (whatever its constructor calls it): the
     penalty-entropy log, the Fig 3 plot and the report's temperature column read it here.
-    A hard loss also overrides :meth:`positive_in_hard_set`.
+    A hard loss also overrides :meth:`positive_in_hard_set`. Source: the paper's section 3
+    (Wang & Liu 2021, arXiv:2012.09740); Eq 5 for :meth:`relative_penalty`.
+
+    Example:
+        >>> class Margin(ContrastiveLossBase):  # a hinge on the hardest negative, no temperature
+        ...     def _per_anchor(self, pos, neg):
+        ...         return (neg.max(dim=1).values - pos + 0.5).clamp(min=0)
+        >>> round(Margin()(torch.tensor([0.9]), torch.tensor([[0.1, 0.6]])).item(), 4), Margin().temperature
+        (0.2, None)
     """
 
     #: the loss's temperature tau (Eq 1, 9), or None for a loss without one (Eq 3)
@@ -177,10 +187,18 @@ class ContrastiveLoss(ContrastiveLossBase):
 
     The gradient is Eq 4: ``-(1/t) sum_k P_ik`` for the positive and ``(1/t) P_ij``
     for a negative, where P is the softmax over the positive and the negatives (Eq 2).
+    Source: Wang & Liu 2021 (arXiv:2012.09740), Eq 1; the InfoNCE form of van den Oord
+    et al. 2018 (arXiv:1807.03748).
 
     Args:
         temperature: tau > 0; small values concentrate the penalty on the hardest
             negatives (the paper sweeps 0.07, 0.2, 0.3, 0.7, 1.0).
+
+    Example:
+        >>> loss = ContrastiveLoss(temperature=0.5)
+        >>> pos, neg = torch.tensor([0.8, 0.2]), torch.tensor([[0.1, 0.3], [0.5, -0.2]])
+        >>> round(loss(pos, neg).item(), 4), loss.penalty_entropy(pos, neg).item() > 0
+        (0.8321, True)
     """
 
     def __init__(self, temperature: float) -> None:
@@ -198,11 +216,17 @@ class SimpleContrastiveLoss(ContrastiveLossBase):
     """The simple contrastive loss, Eq 3: ``-s_ii + lam * sum_j s_ij``.
 
     Every negative gets the same penalty ``lam``, whatever its similarity: the limit of
-    Eq 1 as tau -> inf (Eq 7), up to scale and a constant.
+    Eq 1 as tau -> inf (Eq 7), up to scale and a constant. Source: Wang & Liu 2021
+    (arXiv:2012.09740), Eq 3.
 
     Args:
         lam: weight of each negative, > 0; None uses 1/K, i.e. the mean over the
             negatives (the author's code).
+
+    Example:
+        >>> loss = SimpleContrastiveLoss()  # lam = 1/K: the mean over the negatives
+        >>> round(loss(torch.tensor([0.8]), torch.tensor([[0.1, 0.3]])).item(), 4), loss.temperature
+        (-0.6, None)
     """
 
     def __init__(self, lam: float | None = None) -> None:
@@ -324,6 +348,14 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
             added) or ``"all"`` (the first author's code: the largest k + 1 similarities
             among ALL keys, the positive included only when it ranks there; when it does
             not, the (k+1)-th negative takes its place in the denominator).
+
+    Source: Wang & Liu 2021 (arXiv:2012.09740), Eq 9 (and Eq 8 for its gradient).
+
+    Example:
+        >>> loss = HardContrastiveLoss(temperature=0.2, num_negatives=1)
+        >>> pos, neg = torch.tensor([0.5]), torch.tensor([[0.9, -0.9]])
+        >>> loss.select(neg), round(loss(pos, neg).item(), 4)
+        (tensor([[ True, False]]), 2.1269)
     """
 
     def __init__(self, temperature: float, num_negatives: int | None = None,
@@ -353,6 +385,13 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
 
 class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):
     """The hard simple loss: Eq 3 with the sum over the hardest negatives only (HardSimple, Table 1).
+
+    Source: Wang & Liu 2021 (arXiv:2012.09740), section 5.3 and Table 1 ("HardSimple").
+
+    Example:
+        >>> loss = HardSimpleContrastiveLoss(num_negatives=1)  # -s_ii + the hardest s_ij
+        >>> round(loss(torch.tensor([0.5]), torch.tensor([[0.9, -0.9]])).item(), 4)
+        0.4
 
     Args:
         lam: weight of each kept negative, > 0; None uses 1/(number kept for that

@@ -44,6 +44,35 @@ def drop_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
     return torch.where(keep_left, logits[:, :-1], logits[:, 1:])  # (B, N-1)
 
 
+def shuffle_order(index: torch.Tensor, salt: torch.Tensor) -> torch.Tensor:
+    """A permutation of ``range(len(index))`` that looks random, from the images' indices alone.
+
+    Every process computes the same permutation from the same (gathered) indices, a resumed
+    run the same as an uninterrupted one, and nothing waits for the host: the order is an
+    argsort of a 31-bit integer hash of (index, salt), ties broken by position.
+
+    Args:
+        index: (N,) integer image indices.
+        salt: a 0-dim integer tensor that changes from step to step (e.g. a queue pointer).
+    """
+    mask = (1 << 31) - 1
+    x = ((index.long() & mask) * 2654435761 + (salt.long() & 0xFFFF) * 40503 + 12345) & mask  # < 2^63 before &
+    x = x ^ (x >> 15)
+    x = (x * 2246822519) & mask
+    x = x ^ (x >> 13)
+    x = (x * 3266489917) & mask
+    x = x ^ (x >> 16)
+    n = index.shape[0]
+    return torch.argsort(x * n + torch.arange(n, device=index.device))  # (N,), x * n < 2^52
+
+
+def _in_groups(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``fn`` on ``groups`` consecutive slices of the batch, concatenated: per-slice BatchNorm statistics."""
+    if groups <= 1:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.tensor_split(groups)], dim=0)
+
+
 class NegativeSource(nn.Module):
     """Base class of the negatives' sources.
 
@@ -51,7 +80,16 @@ class NegativeSource(nn.Module):
     :meth:`forward` and, if they keep state, :meth:`update`; a source that keeps one key
     per training image exposes it as :attr:`indexed_keys`. Sizes come from :meth:`bind`
     (the embedding dimension from the encoder, the bank size from the data), so a
-    config never repeats them.
+    config never repeats them. Source: the paper's instance-discrimination setting (Wang &
+    Liu 2021, arXiv:2012.09740, section 5.1), where the negatives are a memory bank's.
+
+    Example:
+        >>> class Others(NegativeSource):  # the batch's other images, one view each
+        ...     def forward(self, embed, index, views):
+        ...         z = embed(views[0]); s = z @ z.t()
+        ...         return s.diagonal(), drop_column(s, torch.arange(len(z)))
+        >>> [t.shape for t in Others()(lambda x: x, torch.arange(3), [torch.eye(3)])]
+        [torch.Size([3]), torch.Size([3, 2])]
     """
 
     #: augmented views per image and step that this source needs from the datamodule
@@ -89,6 +127,8 @@ class NegativeSource(nn.Module):
 class MemoryBank(NegativeSource):
     """Instance discrimination against a bank of one entry per training image (Wu et al. 2018).
 
+    Wu et al., "Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
+    CVPR 2018, arXiv:1805.01978; the paper's negatives (Wang & Liu 2021, section 5.1).
     The positive key of image i is its bank entry ``m_i``; the negatives are all other
     N - 1 entries (the full softmax, no sampling). After each optimiser step the entries
     of the batch move towards the new embeddings:
@@ -104,6 +144,13 @@ class MemoryBank(NegativeSource):
         momentum: weight of the old entry in the update, in [0, 1).
         normalize_init: start from unit-norm rows (default); False keeps the author's
             raw uniform initialisation in [-1/sqrt(dim/3), 1/sqrt(dim/3)].
+
+    Example:
+        >>> bank = MemoryBank(momentum=0.5)
+        >>> bank.bind(nn.Linear(4, 8), num_samples=100, dim=8)  # size from the data, dim from the encoder
+        >>> pos, neg = bank(lambda x: F.normalize(x, dim=1), torch.tensor([3, 7]), [torch.randn(2, 8)])
+        >>> bank.indexed_keys.shape, pos.shape, neg.shape
+        (torch.Size([100, 8]), torch.Size([2]), torch.Size([2, 99]))
     """
 
     num_views = 1
@@ -201,10 +248,17 @@ class MemoryBank(NegativeSource):
 class InBatchNegatives(NegativeSource):
     """SimCLR-style negatives: two views per image; every other view in the (global) batch is a negative.
 
-    For view a of image i the positive is view b of the same image and the negatives
-    are the 2 * (B_global - 1) views of the other images. Under data parallelism the
-    keys are gathered (with gradients) from all ranks and the positive of local anchor
-    i on rank r sits at ``r * B + i`` of each gathered view.
+    Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
+    ICML 2020, arXiv:2002.05709 (the NT-Xent pairs). For view a of image i the positive is
+    view b of the same image and the negatives are the 2 * (B_global - 1) views of the other
+    images. Under data parallelism the keys are gathered (with gradients) from all ranks and
+    the positive of local anchor i on rank r sits at ``r * B + i`` of each gathered view.
+
+    Example:
+        >>> source = InBatchNegatives()
+        >>> views = [torch.randn(4, 8), torch.randn(4, 8)]
+        >>> [t.shape for t in source(lambda x: F.normalize(x, dim=1), torch.arange(4), views)]
+        [torch.Size([8]), torch.Size([8, 6])]
     """
 
     num_views = 2
@@ -232,27 +286,58 @@ class InBatchNegatives(NegativeSource):
 class MomentumQueue(NegativeSource):
     """MoCo-style negatives: keys from a momentum copy of the encoder, negatives from a FIFO queue.
 
-    Two views per image: the query comes from view 1 through the encoder, its positive
-    key from view 2 through the momentum encoder (no gradient); the negatives are the
-    ``queue_size`` most recent keys. After each step the momentum encoder moves towards
-    the encoder, ``theta_k <- m * theta_k + (1 - m) * theta_q``, and the batch's keys
-    (gathered from all ranks) replace the oldest entries of the queue.
+    He et al. 2020, "Momentum Contrast for Unsupervised Visual Representation Learning",
+    arXiv:1911.05722. Two views per image: the query comes from view 1 through the encoder,
+    its positive key from view 2 through the momentum encoder (no gradient); the negatives
+    are the ``queue_size`` most recent keys. After each step the momentum encoder moves
+    towards the encoder, ``theta_k <- m * theta_k + (1 - m) * theta_q``, and the batch's
+    keys (gathered from all ranks) replace the oldest entries of the queue.
+
+    Shuffled BatchNorm (MoCo, section 3.3; on by default): if a query and its positive key
+    were normalised with the statistics of the same images, the batch statistics would
+    tell the positive apart from the queue's keys, a shortcut that leaks through
+    BatchNorm. So the key batch is shuffled before the key encoder and unshuffled after:
+    across processes under data parallelism (each process encodes a random share of the
+    global batch, as MoCo does), and on one process by BatchNorm groups, as if on
+    ``bn_groups`` devices: the query batch is encoded in ``bn_groups`` consecutive slices,
+    the shuffled key batch likewise, so a key's statistics come from other images than
+    its query's. The permutation is a hash of the images' indices (:func:`shuffle_order`):
+    the same on every process, exact on resume, no host sync. In groups, the online
+    encoder's running statistics are updated once per group.
 
     Args:
         queue_size: number of negatives kept (at least the global batch size).
         dim: embedding dimension; None (the default) takes the encoder's ``out_dim`` in
             :meth:`bind`. A given one must match it (kept for old configs).
         encoder_momentum: m above (0.999 in MoCo).
+        shuffle_bn: shuffle the keys' BatchNorm batches as above; False encodes the query
+            and the key batches whole, each with its own batch statistics (the old behaviour).
+        bn_groups: BatchNorm groups per process (at most half the local batch, so each holds
+            2 images or more); None is 1 with several processes (each process is a group, as
+            in MoCo) and 4 on a single process (the paper's 4 GPUs).
+
+    Example:
+        >>> enc = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8))
+        >>> queue = MomentumQueue(queue_size=16)
+        >>> queue.bind(enc, num_samples=100, dim=8)  # 4 BatchNorm groups of 2 below
+        >>> pos, neg = queue(lambda x: F.normalize(enc(x), dim=1), torch.arange(8), [torch.randn(8, 6)] * 2)
+        >>> pos.shape, neg.shape, queue.groups_for(8)
+        (torch.Size([8]), torch.Size([8, 16]), 4)
     """
 
     num_views = 2
 
-    def __init__(self, queue_size: int = 4096, dim: int | None = None, encoder_momentum: float = 0.999) -> None:
+    def __init__(self, queue_size: int = 4096, dim: int | None = None, encoder_momentum: float = 0.999,
+                 shuffle_bn: bool = True, bn_groups: int | None = None) -> None:
         super().__init__()
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not 0.0 <= encoder_momentum <= 1.0:
             raise ValueError(f"encoder_momentum must be in [0, 1], got {encoder_momentum}")
+        if bn_groups is not None and (isinstance(bn_groups, bool) or bn_groups < 1):
+            raise ValueError(f"bn_groups must be an integer >= 1 or null, got {bn_groups!r}")
+        self.shuffle_bn = shuffle_bn
+        self.bn_groups = bn_groups
         if dim is not None and dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.dim = dim
@@ -281,13 +366,46 @@ class MomentumQueue(NegativeSource):
         self.key_encoder = copy.deepcopy(encoder)
         self.key_encoder.requires_grad_(False)
 
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("shuffle_bn", False)  # pickled before the option existed: keep what it did then
+        state.setdefault("bn_groups", None)
+        super().__setstate__(state)
+
+    def groups_for(self, batch: int) -> int:
+        """The BatchNorm groups a local batch of ``batch`` images is split into."""
+        if not self.shuffle_bn:
+            return 1
+        groups = self.bn_groups if self.bn_groups is not None else (4 if D.world_size() == 1 else 1)
+        return max(1, min(groups, batch // 2))
+
+    def _encode_keys(self, x: torch.Tensor, groups: int) -> torch.Tensor:
+        return _in_groups(lambda part: F.normalize(self.key_encoder(part).float(), dim=1), x, groups)
+
+    @torch.no_grad()
+    def keys(self, index: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """The positive keys of a local batch, (B, d), in the batch's order, with shuffled BatchNorm batches."""
+        groups = self.groups_for(images.shape[0])
+        if not self.shuffle_bn:
+            return self._encode_keys(images, 1)
+        world = D.world_size()
+        if world == 1:
+            order = shuffle_order(index, self.queue_ptr)  # (B,) the shuffled batch's j-th image is order[j]
+            shuffled = self._encode_keys(images[order], groups)  # (B, d)
+            return torch.empty_like(shuffled).index_copy_(0, order, shuffled)  # back in the batch's order
+        b = images.shape[0]
+        everyone = D.gather(images)  # (W*B, C, H, W): every process sees the global key batch
+        order = shuffle_order(D.gather(index), self.queue_ptr)  # (W*B,), the same on every process
+        mine = order.view(world, b)[D.rank()]  # (B,) the global positions this process encodes
+        encoded = D.gather(self._encode_keys(everyone[mine], groups))  # (W*B, d) in shuffled order
+        ordered = torch.empty_like(encoded).index_copy_(0, order, encoded)  # (W*B, d) in global order
+        return ordered[D.rank() * b:(D.rank() + 1) * b]  # this process's images
+
     def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.key_encoder is None:
             raise RuntimeError("MomentumQueue.bind(encoder, ...) must be called before use")
-        q = embed(views[0]).float()  # (B, d)
-        with torch.no_grad():
-            k = F.normalize(self.key_encoder(views[1]).float(), dim=1)  # (B, d)
+        q = _in_groups(embed, views[0], self.groups_for(views[0].shape[0])).float()  # (B, d)
+        k = self.keys(index, views[1])  # (B, d), no gradient
         pos = (q * k).sum(dim=1)  # (B,)
         neg = _fp32_matmul(q, self.queue.clone().t())  # (B, Q)
         self._pending = k
@@ -311,4 +429,5 @@ class MomentumQueue(NegativeSource):
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)
 
     def extra_repr(self) -> str:
-        return f"queue_size={self.queue.shape[0]}, dim={self.dim}, encoder_momentum={self.encoder_momentum}"
+        return (f"queue_size={self.queue.shape[0]}, dim={self.dim}, encoder_momentum={self.encoder_momentum}, "
+                f"shuffle_bn={self.shuffle_bn}, bn_groups={self.bn_groups}")

@@ -355,6 +355,7 @@ def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str
 # ---------------------------------------------------------------------- figures
 def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
     from callbacks import plots  # noqa: PLC0415  (matplotlib: only the figures need it)
+    from scripts.figures import plot_metric_vs_temperature, plot_similarity_profiles, plot_trajectories  # noqa: PLC0415
 
     agg = aggregate(cells)
     datasets = sorted({c.dataset for c in cells}, key=lambda d: list(DATASET_TITLES).index(d)
@@ -395,11 +396,9 @@ def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
              ("fig7_tolerance_hard_contrastive.png", "hard_contrastive", "tolerance", "tolerance", "hard_simple",
               "tolerance", "Tolerance, hard contrastive loss (Fig 7)")]
     for name, loss, key, paper_key, flat_loss, ylabel, title in specs:
-        written.append(plots.plot_metric_vs_temperature(curves(loss, key), out / name, ylabel, title,
+        written.append(plot_metric_vs_temperature(curves(loss, key), out / name, ylabel, title,
                                                         references(loss, paper_key),
                                                         levels(flat_loss, key, paper_key)))
-    from scripts.figures import plot_trajectories  # noqa: PLC0415
-
     runs = {c.name: c.trajectory for c in sorted(cells, key=lambda c: c.name) if c.trajectory}
     if runs:
         written.append(plot_trajectories(runs, out / "trajectories.png"))
@@ -408,7 +407,7 @@ def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
     acc_refs = {f"{d}, {LOSS_TITLES[loss]}": pts for loss in ("contrastive", "hard_contrastive")
                 for d, pts in references(loss, "accuracy").items()}
     flat = {**levels("simple", "top1_last", "accuracy"), **levels("hard_simple", "top1_last", "accuracy")}
-    written.append(plots.plot_metric_vs_temperature(acc, out / "fig9_accuracy.png", "linear top-1 (%, last epoch)",
+    written.append(plot_metric_vs_temperature(acc, out / "fig9_accuracy.png", "linear top-1 (%, last epoch)",
                                                     "Linear evaluation accuracy (Fig 9)", acc_refs, flat))
     for d in datasets:
         profiles = {}
@@ -418,7 +417,7 @@ def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
                 tau = "" if a["temperature"] is None else f" τ={a['temperature']:g}"
                 profiles[f"{LOSS_TITLES.get(a['loss'], a['loss'])}{tau}"] = (a["pos_sim"], negs)
         if profiles:
-            written.append(plots.plot_similarity_profiles(
+            written.append(plot_similarity_profiles(
                 profiles, out / f"fig8_similarities_{d}.png",
                 f"{DATASET_TITLES.get(d, d)}: positive and top-10 negative similarities (Fig 8)"))
     return written

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from lightning_modules.losses import (ContrastiveLoss, HardContrastiveLoss, HardSimpleContrastiveLoss,
                                       SimpleContrastiveLoss)
@@ -140,3 +141,54 @@ def test_the_private_attribute_pattern_catches_a_reader():
 @pytest.mark.parametrize("loss", [ContrastiveLoss(0.5), HardContrastiveLoss(0.5, num_negatives=3)])
 def test_shipped_losses_declare_their_temperature(loss):
     assert loss.temperature == 0.5
+
+
+def test_the_optimiser_and_schedule_defaults_are_written_once_in_yaml():
+    from lightning_modules.contrastive import ContrastiveModule
+    from lightning_modules.encoders import SmallConvEncoder
+    from lightning_modules.linear_eval import RECIPE as LINEAR_RECIPE
+    from lightning_modules.linear_eval import paper_linear_sgd
+
+    recipe = yaml.safe_load((ROOT / "configs/base.yaml").read_text())["model"]["init_args"]
+    module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), num_samples=10)
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert type(optimizer).__name__ == recipe["optimizer"]["class_path"].rsplit(".", 1)[1]
+    for key, value in recipe["optimizer"]["init_args"].items():
+        assert optimizer.defaults[key] == value, key
+    assert sorted(scheduler.milestones) == recipe["scheduler"]["init_args"]["milestones"]
+    linear = yaml.safe_load((ROOT / LINEAR_RECIPE).read_text())["model"]["init_args"]["optimizer"]["init_args"]
+    assert paper_linear_sgd([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"] == linear["lr"]
+    numbers = re.compile(r"lr=\d|milestones=\[\d|weight_decay=\d")
+    for name in ("base.py", "contrastive.py", "linear_eval.py"):  # the modules that train with a recipe
+        assert not numbers.search((ROOT / "lightning_modules" / name).read_text()), f"{name} writes a default"
+
+
+def test_the_training_sampler_is_one_lightning_keeps(cifar_small):
+    from torch.utils.data import DistributedSampler
+
+    from datamodules.cifar import CIFAR10DataModule
+
+    dm = CIFAR10DataModule(str(cifar_small), verify_checksums=False, num_workers=0, batch_size=32)
+    dm.setup("fit")
+    assert isinstance(dm.train_dataloader().sampler, DistributedSampler)  # Lightning replaces only other kinds
+
+
+@pytest.mark.slow
+def test_two_processes_with_lightnings_distributed_sampler_on_still_equal_one(cifar_small, tmp_path):
+    """``use_distributed_sampler`` no longer matters: the datamodule's shards stay (2 gloo processes)."""
+    import os
+
+    import cli
+    from tests.test_scale import assert_same_training_state, load_state
+
+    common = ["--model.init_args.encoder.init_args.batchnorm=false", "--trainer.limit_train_batches=3",
+              "--data.init_args.batch_size=32", "--trainer.use_distributed_sampler=true"]
+    cli.main(quick_args(cifar_small, tmp_path / "one", *common, batches=None))
+    two = quick_args(cifar_small, tmp_path / "two", *common, batches=None, configs=("configs/trainer/ddp_cpu.yaml",))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *two], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_training_state(load_state(run_dir(tmp_path / "one") / "checkpoints" / "last.ckpt"),
+                               load_state(run_dir(tmp_path / "two") / "checkpoints" / "last.ckpt"), atol=1e-6)
