@@ -3,7 +3,7 @@
 A preset names a dataset family (``cifar``, ``svhn``, ``imagenet``); a stage names
 what the pipeline is for: ``pretrain`` (contrastive views), ``linear`` (training the
 linear classifier) or ``none`` (evaluation: no randomness). Values follow
-``../shared/docs/paper-notes.md`` (section "Recipe").
+``docs/design.md`` (section "Training and linear-evaluation recipe").
 """
 
 from __future__ import annotations

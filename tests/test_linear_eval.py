@@ -15,10 +15,10 @@ from tests.conftest import ROOT, quick_args, run_dir
 
 @pytest.fixture(scope="module")
 def pretrained(cifar_subset, tmp_path_factory):
-    """A checkpoint of the small encoder after a short pretraining on the 4000 real images."""
+    """A checkpoint of the small encoder after a short pretraining (20 steps, one pass) on the 1000 real images."""
     log_dir = tmp_path_factory.mktemp("pretrain")
     cli.main(quick_args(cifar_subset, log_dir, "--model.init_args.loss.init_args.temperature=0.2",
-                        epochs=1, batches=20, batch_size=64))
+                        epochs=1, batches=None, batch_size=50))
     return run_dir(log_dir) / "checkpoints" / "last.ckpt"
 
 
@@ -37,8 +37,9 @@ def linear_args(data_dir, log_dir, ckpt, *extra, epochs=3):
 
 
 def test_linear_eval_on_real_images_beats_chance(cifar_subset, pretrained, tmp_path):
+    # 1000 training images: a gentler lr and more (cheap, cached) epochs than on a bigger split
     run = cli.main(linear_args(cifar_subset, tmp_path, pretrained, "--model.init_args.cache_features=true",
-                               "--model.init_args.optimizer.init_args.lr=1.0", epochs=10))
+                               "--model.init_args.optimizer.init_args.lr=0.1", epochs=30))
     metrics = run.trainer.callback_metrics
     assert float(metrics["test/top1_last"]) > 0.2  # 10 classes: chance is 0.1
     assert float(metrics["test/top1_best"]) >= float(metrics["test/top1_last"]) - 1e-6  # best-on-test protocol
