@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT
 from tests.fakedata import NUM_TEST, NUM_TRAIN, SUBSET
@@ -13,7 +14,7 @@ from tests.fakedata import NUM_TEST, NUM_TRAIN, SUBSET
 # Where code, configs and tests live; a reference to the developers' folder beside the clone in any
 # of them would break a fresh clone.
 SCANNED = ("tests", "benchmarks", "scripts", "callbacks", "datamodules", "lightning_modules", "configs", "docs",
-           "cli.py", "README.md", "Makefile", "requirements.txt", "pytest.ini", ".ci")
+           "cli.py", "README.md", "Makefile", "pyproject.toml", "requirements.txt", "pytest.ini", ".ci")
 # Built from pieces, so that this file, which is scanned too, does not contain what it looks for.
 FORBIDDEN = ("../" + "shared", "shared" + "/data", "shared" + "/docs")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
@@ -124,3 +125,65 @@ def test_the_shipped_images_are_the_documented_ones():
         assert npz["class_names"].tolist()[:2] == ["airplane", "automobile"]
     assert "Krizhevsky" in (ROOT / "tests" / "data" / "README.md").read_text()
 
+
+# ------------------------------------------------------------------ set-up on a stock Python
+def make_dry_run(tmp_path, *targets: str, venv_exists: bool = False) -> str:
+    """What ``make`` would run in a copy of the Makefile and requirements (``-n``: nothing is run)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    for name in ("Makefile", "requirements.txt"):
+        if not (tmp_path / name).exists():  # a copy made earlier keeps its time stamp
+            shutil.copy(ROOT / name, tmp_path / name)
+    if venv_exists:
+        (tmp_path / ".venv" / "bin").mkdir(parents=True, exist_ok=True)
+        (tmp_path / ".venv" / "bin" / "python").write_text("")
+    proc = subprocess.run(["make", "-n", *targets], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_creates_and_uses_its_own_virtual_environment(tmp_path):
+    fresh = make_dry_run(tmp_path, "test")
+    assert "-m venv .venv" in fresh and "python3-venv" in fresh  # created, with the Debian/Ubuntu hint
+    assert ".venv/bin/python -m pip install --quiet -r requirements.txt" in fresh
+    assert '.venv/bin/python -m pytest -m "not slow"' in fresh
+    assert "python3 -m pip" not in fresh  # never pip on the system interpreter (PEP 668)
+    pretrain = make_dry_run(tmp_path, "pretrain")
+    assert "mkdir -p runs" in pretrain and ".venv/bin/python cli.py fit -c configs/base.yaml" in pretrain
+    assert "rm -rf .venv" in make_dry_run(tmp_path, "clean-venv")
+
+
+def test_make_reuses_the_environment_until_requirements_change(tmp_path):
+    import os
+    import time
+
+    make_dry_run(tmp_path, "test", venv_exists=True)  # copies the files; .venv/bin/python exists
+    stamp = tmp_path / ".venv" / ".requirements-installed"
+    stamp.write_text("")
+    future = time.time() + 100
+    os.utime(stamp, (future, future))  # installed after the last change of requirements.txt
+    again = make_dry_run(tmp_path, "test", venv_exists=True)
+    assert "pip install" not in again and "-m venv" not in again and ".venv/bin/python -m pytest" in again
+    os.utime(tmp_path / "requirements.txt", (future + 10, future + 10))  # requirements changed
+    assert "pip install --quiet -r requirements.txt" in make_dry_run(tmp_path, "test", venv_exists=True)
+
+
+def test_ci_runs_the_readme_test_command_with_every_test():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test MARK=\s*$", ci, re.MULTILINE)
+
+
+def test_pyproject_reads_the_requirements_and_names_the_python_versions():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["dynamic"] == ["dependencies"]
+    assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    assert project["project"]["requires-python"] == ">=3.10"
+    versions = [c.rsplit(" ", 1)[1] for c in project["project"]["classifiers"] if re.search(r":: 3\.\d+$", c)]
+    assert versions == ["3.10", "3.11", "3.12"]
+    packages = project["tool"]["setuptools"]["packages"]
+    assert all((ROOT / p / "__init__.py").is_file() for p in packages) and project["tool"]["setuptools"][
+        "py-modules"] == ["cli"]
