@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cli
-from lightning_modules.encoders import ResNetEncoder
+from lightning_modules.encoders import ResNetEncoder, SmallConvEncoder
 from lightning_modules.linear_eval import EncoderChangedError, LinearEvalModule, load_pretrained_encoder
 from tests.conftest import ROOT, quick_args, run_dir
 
@@ -71,14 +71,17 @@ def test_encoder_change_is_caught(cifar_small, pretrained, tmp_path, monkeypatch
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pretrained checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="--model.init_args.pretrained: checkpoint not found"):
         LinearEvalModule(pretrained=str(tmp_path / "missing.ckpt"))
+    for unset in (None, "", "???"):  # linear.yaml's placeholder
+        with pytest.raises(ValueError, match="needs a pretraining checkpoint: set --model.init_args.pretrained"):
+            LinearEvalModule(pretrained=unset)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         LinearEvalModule(pretrained=str(text))
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, other)
@@ -112,13 +115,62 @@ def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
     import pytorch_lightning as pl
 
     from lightning_modules.contrastive import ContrastiveModule
-    from lightning_modules.encoders import SmallConvEncoder
     from lightning_modules.negatives import MemoryBank
 
     module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), num_samples=10, negatives=MemoryBank(dim=8))
     trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False)
     trainer.strategy.connect(module)
     trainer.save_checkpoint(tmp_path / "python.ckpt")
+    saved = torch.load(tmp_path / "python.ckpt", map_location="cpu", weights_only=True)  # plain: no objects
+    assert saved["encoder_config"] == {"class_path": "lightning_modules.encoders.SmallConvEncoder",
+                                       "init_args": {"width": 4, "out_dim": 8, "batchnorm": True}}
+    assert "encoder" not in saved["hyper_parameters"] and saved["hyper_parameters"]["num_samples"] == 10
     encoder = load_pretrained_encoder(tmp_path / "python.ckpt")
     assert isinstance(encoder, SmallConvEncoder)
     assert torch.equal(encoder.head.weight, module.encoder.head.weight)
+
+
+def test_cli_checkpoints_are_plain_and_describe_their_encoder(pretrained):
+    saved = torch.load(pretrained, map_location="cpu", weights_only=True)
+    assert saved["encoder_config"]["class_path"] == "lightning_modules.encoders.SmallConvEncoder"
+    assert saved["hyper_parameters"]["encoder"]["class_path"] == saved["encoder_config"]["class_path"]
+
+
+def test_the_encoder_is_rebuilt_only_from_known_encoder_classes(pretrained, tmp_path):
+    from lightning_modules.linear_eval import encoder_from_description
+
+    built = encoder_from_description({"class_path": "SmallConvEncoder", "init_args": {"width": 4}}, "test")
+    assert isinstance(built, SmallConvEncoder) and built.feature_dim == 16
+    for bad, message in [({"class_path": "os.system", "init_args": {}}, "unknown encoder 'os.system'"),
+                         ({"class_path": "torch.nn.Linear", "init_args": {}}, "unknown encoder"),
+                         ({"class_path": "ResNetEncoder", "init_args": {"depth": 3}}, "cannot build ResNetEncoder"),
+                         ("resnet18", "must be a dict")]:
+        with pytest.raises(ValueError, match=message):
+            encoder_from_description(bad, "test")
+    # a checkpoint that does not say which encoder it holds: the user names it
+    state = torch.load(pretrained, map_location="cpu", weights_only=True)["state_dict"]
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": state}, bare)
+    with pytest.raises(ValueError, match="does not say which encoder"):
+        load_pretrained_encoder(bare)
+    named = load_pretrained_encoder(bare, SmallConvEncoder())
+    assert torch.equal(named.head.weight, state["encoder.head.weight"])
+
+
+def test_a_checkpoint_whose_pickle_would_run_code_is_refused(tmp_path):
+    """Read with weights_only=True, a hostile pickle is refused before it can call anything."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    encoder = SmallConvEncoder()
+    path = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+                "encoder_config": encoder.describe(), "extra": Evil()}, path)
+    with pytest.raises(ValueError, match=r"--model.init_args.pretrained: refusing to read .*posix.system.*run code"):
+        LinearEvalModule(pretrained=str(path))
+    assert not (tmp_path / "ran").exists()
+    torch.load(path, weights_only=False)  # what the old loader did: the pickle runs its command
+    assert (tmp_path / "ran").exists()
