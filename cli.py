@@ -2,28 +2,161 @@
 
 Every class the configs name is importable from the packages imported here, so
 ``--help`` lists them and a ``class_path`` resolves.
+
+A mistake (a bad flag or value, a missing file, an unreadable checkpoint) ends the
+command with one ``error: ...`` line on stderr and a non-zero exit status (2 for the
+command line and configs, 1 otherwise); ``--debug`` or ``CLI_DEBUG=1`` shows the full
+traceback instead. Option names must be spelled out: ``--trainer.max_e`` is an error,
+not ``--trainer.max_epochs``.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import warnings
+from typing import Any
 
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import callbacks  # noqa: F401  (the callbacks' classes, for class_path)
 import datamodules
 import lightning_modules  # noqa: F401
 from callbacks.provenance import ProvenanceSaveConfig
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError
+from datamodules.base import ContrastiveDataModule
 from lightning_modules.base import SuiteModule
+from lightning_modules.checkpoints import read_checkpoint
 
 datamodules.load_all()  # every dataset class, for class_path and --help
 
 # pretraining keeps the datamodule's val_dataloader (linear evaluation uses it) but has no validation loop
 warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no `validation_step`.*")
 
+DEBUG_FLAG = "--debug"
 
+
+def debug_requested() -> bool:
+    """``CLI_DEBUG`` set to anything but empty/0/false: show tracebacks instead of one-line errors."""
+    return os.environ.get("CLI_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# --------------------------------------------------------------------------- one-line errors
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace, newlines included, turned into one space."""
+    return " ".join(str(text).split())
+
+
+def _slots() -> list[tuple[str, str, type]]:
+    """(flag, what it names, base class) of the slots a config fills with a class."""
+    from lightning_modules.encoders import Encoder
+    from lightning_modules.losses import ContrastiveLossBase
+    from lightning_modules.negatives import NegativeSource
+
+    return [("--model.init_args.loss", "loss", ContrastiveLossBase),
+            ("--model.init_args.negatives", "source of negatives", NegativeSource),
+            ("--model.init_args.encoder", "encoder", Encoder),
+            ("--model", "model", SuiteModule), ("--data", "datamodule", ContrastiveDataModule)]
+
+
+def _slot_of_key(key: str) -> tuple[str, str, type] | None:
+    return next((slot for slot in _slots() if slot[0] == "--" + key), None)
+
+
+_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:|"
+                    r"Given value type: |- Expected a <class 'NoneType'>|- Does not validate against)")
+
+
+def parser_error_line(message: str) -> str:
+    """One line for a jsonargparse error report (which nests one block per config level).
+
+    Keeps the flag (the outermost ``Parser key`` and the nested argument given), the
+    innermost specific complaint and the value given; an unknown class name becomes a
+    list of the valid ones.
+    """
+    keys: list[str] = []
+    specific: list[str] = []
+    given: list[str] = []
+    for raw in message.splitlines():
+        line = raw.strip()
+        key = re.match(r'^(?:- )?Parser key "([^"]+)":\s*(.*)$', line)
+        if key:
+            keys.append(key.group(1))
+            if key.group(2):
+                specific.append(key.group(2))
+        elif line.startswith("Given value: "):
+            given.append(line[len("Given value: "):])
+        elif line and not _NOISE.match(line) and not re.match(r"^- Problem with given class_path '[^']*':$", line):
+            specific.append(line[2:] if line.startswith("- ") else line)
+    if not keys:
+        return one_line(message)
+    flag = "--" + ".init_args.".join(keys)
+    value = given[0] if given else None  # the innermost: the value as typed
+    nested = re.match(r"NestedArg\(key='([^']*)', val=(.*)\)$", given[-1]) if given else None
+    if nested:  # the outermost report names the flag below its key
+        flag = f"--{keys[0]}.init_args.{nested.group(1)}" if nested.group(1) else flag
+        inner = re.match(r"NestedArg\(key='[^']*', val=(.*)\)$", value or "")
+        value = (inner.group(1) if inner else value or "").strip("'\"")
+    unknown_class = any(re.search(r"not accessible or invalid|Expected a dot import path|has no attribute|"
+                                  r"No module named", s) for s in specific)
+    slot = _slot_of_key(".init_args.".join(keys))
+    if unknown_class and slot is not None:
+        name = value if value and "(" not in value else next(
+            (m.group(1) for s in specific for m in [re.search(r"'([\w.]+)'", s)] if m), "?")
+        valid = ", ".join(sorted({c.rsplit(".", 1)[1] for c in _subclasses(slot[2])}))
+        return f"{slot[0]}: unknown {slot[1]} '{name.rsplit('.', 1)[-1]}'; valid: {valid}"
+    detail = "; ".join(dict.fromkeys(specific)) or "invalid value"
+    if value and value not in detail and "Namespace(" not in value:
+        detail += f" (given: {value})"
+    return one_line(f"{flag}: {detail}")
+
+
+def exception_line(err: BaseException) -> str:
+    """One line for an exception that ends a run.
+
+    jsonargparse wraps an error raised while it builds a class (e.g. ``temperature must
+    be > 0``) in reports of every enclosing slot: the innermost cause is what the user
+    needs, prefixed with the flag of the slot that raised it.
+    """
+    flag = None
+    while re.match(r"^(Does not validate against|Problem with given class_path)", str(err)):
+        subtypes = re.search(r"Subtypes: \[<class '([\w.]+)'", str(err))
+        for slot_flag, _, base in _slots():
+            if subtypes and subtypes.group(1) == f"{base.__module__}.{base.__qualname__}":
+                flag = slot_flag
+        inner = err.__cause__ or err.__context__
+        if inner is None:
+            break
+        err = inner
+    if re.match(r"^(Does not validate against|Problem with given class_path)", str(err)):
+        return parser_error_line(str(err))
+    message = one_line(str(err)) or type(err).__name__
+    if not isinstance(err, (ValueError, OSError, LookupError, TypeError)) and type(err).__name__ not in (
+            "MisconfigurationException", "NonFiniteLossError", "EncoderChangedError"):
+        message = f"{type(err).__name__}: {message} (run with --debug or CLI_DEBUG=1 for the traceback)"
+    return f"{flag}: {message}" if flag and "--" not in message else message
+
+
+class SuiteArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser with exact option names and one-line errors.
+
+    ``allow_abbrev=False``: argparse would otherwise expand an unambiguous prefix
+    (``--trainer.max_e=3`` silently became ``max_epochs: 3``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        # parsers used inside jsonargparse (exit_on_error False) raise, as they must; --debug shows all
+        if not self.exit_on_error or debug_requested():
+            return super().error(message, ex)
+        sys.stderr.write(f"error: {parser_error_line(message)}\n")
+        self.exit(2)
+
+
+# ------------------------------------------------------------------------------------- the CLI
 class SuiteCLI(LightningCLI):
     """LightningCLI with the links between data and model that every run needs."""
 
@@ -31,6 +164,39 @@ class SuiteCLI(LightningCLI):
         # data-derived sizes go to top-level module arguments only (docs/architecture.md, the batch contract)
         parser.link_arguments("data.num_train_samples", "model.init_args.num_samples", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI reads the hyper-parameters of --ckpt_path right after parsing: check the file first
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and "://" not in str(ckpt_path):
+            read_checkpoint(ckpt_path, flag="--ckpt_path")
+
+    def _check_batch_split(self) -> None:
+        """A global batch that the processes cannot share evenly fails before any process starts."""
+        world = self.trainer.world_size
+        size = getattr(self.datamodule, "batch_size", None)
+        if world > 1 and isinstance(size, int) and size % world:
+            raise ValueError(f"--data.init_args.batch_size={size} is the global batch size and must be divisible "
+                             f"by the number of processes ({world}); choose a multiple of {world}")
+
+    def _before_run(self) -> None:
+        self._check_batch_split()
+        # --ckpt_path is read as tensors and plain data whatever torch's default (False before torch 2.6, and for
+        # URLs in Lightning); `--weights_only false` reads a file you trust that holds Python objects
+        method_args = self.config_init[self.subcommand]
+        if "weights_only" in method_args and method_args["weights_only"] is None:
+            method_args["weights_only"] = True
+
+    def before_fit(self) -> None:
+        self._before_run()
+
+    def before_validate(self) -> None:
+        self._before_run()
+
+    def before_test(self) -> None:
+        self._before_run()
 
     def after_fit(self) -> None:
         """Linear evaluation ends with the test split: the numbers of Table 1."""
@@ -51,21 +217,19 @@ def _subclasses(base: type) -> list[str]:
 
 def catalogue() -> str:
     """The components a config can name, for ``--help``."""
-    from datamodules.base import ContrastiveDataModule as Data
-    from lightning_modules.encoders import Encoder
-    from lightning_modules.losses import ContrastiveLossBase
-    from lightning_modules.negatives import NegativeSource
-
-    slots = [("model (--model)", SuiteModule), ("loss (--model.init_args.loss)", ContrastiveLossBase),
-             ("negatives (--model.init_args.negatives)", NegativeSource),
-             ("encoder (--model.init_args.encoder)", Encoder), ("data (--data)", Data)]
-    lines = [f"{slot}: {', '.join(name.rsplit('.', 1)[1] for name in _subclasses(base))}" for slot, base in slots]
+    lines = [f"{what} ({flag}): {', '.join(name.rsplit('.', 1)[1] for name in _subclasses(base))}"
+             for flag, what, base in [_slots()[i] for i in (3, 0, 1, 2, 4)]]
     lines.append("Arguments of one: --model.help ContrastiveModule, --model.init_args.loss.help HardContrastiveLoss")
+    lines.append(f"Errors are one line; {DEBUG_FLAG} (or CLI_DEBUG=1) shows the traceback")
     return "Components. " + ". ".join(lines)
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SuiteCLI:
-    """Run the CLI on ``args`` (``sys.argv[1:]`` when None); tests call this directly."""
+    """Run the CLI on ``args`` (``sys.argv[1:]`` when None); tests call this directly.
+
+    Errors propagate as exceptions (a bad command line exits with status 2 after one
+    ``error:`` line); :func:`run_from_command_line` turns the rest into one line too.
+    """
     return SuiteCLI(
         SuiteModule,
         ContrastiveDataModule,
@@ -73,14 +237,39 @@ def main(args: list[str] | None = None, run: bool = True) -> SuiteCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_callback=ProvenanceSaveConfig,
+        parser_class=SuiteArgumentParser,
         args=args,
         run=run,
         parser_kwargs={sub: {"epilog": catalogue()} for sub in ("fit", "validate", "test", "predict")},
     )
 
 
-if __name__ == "__main__":
+def run_from_command_line(argv: list[str] | None = None) -> int:
+    """``python cli.py ...``: the exit status; one ``error:`` line on stderr for any failure.
+
+    ``argv`` None reads ``sys.argv`` (as LightningCLI does); ``--debug`` is taken out of it.
+    """
+    from_sys = argv is None
+    args = sys.argv[1:] if from_sys else list(argv)
+    debug = DEBUG_FLAG in args or debug_requested()
+    args = [a for a in args if a != DEBUG_FLAG]
+    if debug:
+        os.environ["CLI_DEBUG"] = "1"
+        os.environ.setdefault("JSONARGPARSE_DEBUG", "true")  # jsonargparse raises (with a traceback) instead of exiting
+    if from_sys:
+        sys.argv[1:] = args  # LightningCLI reads sys.argv itself when args is None
     try:
-        main()
-    except DatasetNotFoundError as err:  # a missing dataset needs a sentence, not a traceback
-        sys.exit(f"error: {err}")
+        main(None if from_sys else args)
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as err:  # noqa: BLE001  (every failure: one line, unless debugging)
+        if debug:
+            raise
+        sys.stderr.write(f"error: {exception_line(err)}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_from_command_line())

@@ -7,7 +7,7 @@ goes through the datamodule's own path, ``IndexedDataset[(index, seed)]``: the d
 ``__getitem__`` (CIFAR/SVHN: array to PIL image; ImageNet: the JPEG read from disk and
 decoded), the per-image seeding of :mod:`datamodules.sampling` and the transform of
 :mod:`datamodules.transforms`. The data are written first in the real on-disk formats
-from the shared CIFAR-10 subset (``tests/fakedata.py``); the ImageNet stand-ins are those
+from the CIFAR-10 images of ``tests/data`` (``tests/fakedata.py``); the ImageNet stand-ins are those
 pictures upscaled to --jpeg-size and saved as JPEG (quality 90), read through the page
 cache. One image = one view: with ``num_views=2`` a worker delivers half as many pairs.
 Prints a Markdown table.

@@ -5,7 +5,7 @@
 Prints a Markdown table of images per second. The CPU pipeline is
 ``datamodules.transforms.build(preset, "pretrain")`` run image by image in this one
 process (a DataLoader with W workers scales it by at most W); DeviceAugmentation runs on
-the whole uint8 batch on ``--device``. Images come from ``../shared/data/cifar10_subset.npz``
+the whole uint8 batch on ``--device``. Images come from ``tests/data/cifar10_mini.npz``
 (resized with PIL when ``--size`` is not 32, so the crop works at that resolution).
 On a CPU shared with other busy processes, torch's intra-op threads spin against them:
 compare ``--threads 1`` with the default before trusting a multi-thread figure.

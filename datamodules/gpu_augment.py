@@ -3,7 +3,7 @@
 :class:`DeviceAugmentation` is the batched, on-device twin of the CPU ``pretrain``
 pipeline of :mod:`datamodules.transforms` (RandomResizedCrop(size, scale=(0.2, 1)),
 ColorJitter(0.4, 0.4, 0.4, 0.4) always, RandomGrayscale(0.2), RandomHorizontalFlip,
-Normalize; ``../shared/docs/paper-notes.md``, section "Recipe"). Each image gets its
+Normalize; ``docs/design.md``, section "Training and linear-evaluation recipe"). Each image gets its
 own random parameters; there is no Python loop over the batch and no host-device
 synchronisation (no ``.item()``, no boolean-mask indexing, no ``nonzero``): every op
 has a shape fixed by the batch shape, so a CUDA stream never waits for the host.

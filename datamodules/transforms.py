@@ -9,7 +9,7 @@ changes it. A stage names what a pipeline is for: ``pretrain`` (contrastive view
 The CPU pipeline (:func:`pretrain_transform`) and the device one
 (:meth:`datamodules.gpu_augment.DeviceAugmentation.from_augmentation`) read the same
 object, the fields of :data:`PRETRAIN_FIELDS`. Values follow
-``../shared/docs/paper-notes.md`` (section "Recipe").
+``docs/design.md`` (section "Training and linear-evaluation recipe").
 """
 
 from __future__ import annotations

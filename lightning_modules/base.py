@@ -40,6 +40,7 @@ def recipe_factory(config: str, key: str) -> Callable:
     entry = _model_args(config)[key]
     module, name = entry["class_path"].rsplit(".", 1)
     return functools.partial(getattr(importlib.import_module(module), name), **(entry.get("init_args") or {}))
+from lightning_modules.checkpoints import is_plain
 
 
 class SuiteModule(pl.LightningModule):
@@ -76,3 +77,20 @@ class SuiteModule(pl.LightningModule):
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the checkpoint readable without unpickling code (``torch.load(weights_only=True)``).
+
+        Hyper-parameters built by ``cli.py`` are config dictionaries already; those that are
+        Python objects (a module built in Python with an encoder or loss object) are left
+        out, so ``load_from_checkpoint`` of such a module needs them passed again. The
+        encoder is recorded as ``encoder_config`` (``{"class_path", "init_args"}``), from
+        which linear evaluation rebuilds it.
+        """
+        hparams = checkpoint.get("hyper_parameters")
+        if isinstance(hparams, dict):
+            checkpoint["hyper_parameters"] = {k: v for k, v in hparams.items() if is_plain(v)}
+        describe = getattr(getattr(self, "encoder", None), "describe", None)
+        description = describe() if callable(describe) else None
+        if description is not None and is_plain(description):
+            checkpoint["encoder_config"] = description

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -77,6 +77,22 @@ class Encoder(nn.Module):
     feature_dim: int
     out_dim: int
 
+    def _record_init_args(self, owner: type, **init_args: Any) -> None:
+        """Remember the constructor's arguments (plain values) so :meth:`describe` can rebuild this encoder."""
+        self._init_args = (owner, dict(init_args))
+
+    def describe(self) -> dict[str, Any] | None:
+        """``{"class_path", "init_args"}`` that rebuilds this encoder, in plain data; None if unknown.
+
+        Checkpoints store it, so linear evaluation can rebuild the architecture without
+        unpickling objects. A subclass that does not record its own arguments (with
+        :meth:`_record_init_args`) describes itself as None.
+        """
+        owner, init_args = getattr(self, "_init_args", (None, None))
+        if owner is not type(self):
+            return None
+        return {"class_path": f"{owner.__module__}.{owner.__qualname__}", "init_args": dict(init_args)}
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Global-pooled backbone features, (B, feature_dim)."""
         raise NotImplementedError
@@ -107,6 +123,8 @@ class ResNetEncoder(Encoder):
     def __init__(self, arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18", cifar_stem: bool = True,
                  out_dim: int = 128, bn_group_size: int | None = None, head_norm: bool = False) -> None:
         super().__init__()
+        self._record_init_args(ResNetEncoder, arch=arch, cifar_stem=cifar_stem, out_dim=out_dim,
+                               bn_group_size=bn_group_size)
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
         if bn_group_size is not None and bn_group_size < 2:
@@ -141,6 +159,7 @@ class SmallConvEncoder(Encoder):
 
     def __init__(self, width: int = 16, out_dim: int = 128, batchnorm: bool = True, head_norm: bool = False) -> None:
         super().__init__()
+        self._record_init_args(SmallConvEncoder, width=width, out_dim=out_dim, batchnorm=batchnorm)
         layers: list[nn.Module] = []
         channels = [3, width, 2 * width, 4 * width]
         for c_in, c_out in zip(channels[:-1], channels[1:]):

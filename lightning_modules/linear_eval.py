@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import SuiteModule, recipe_factory
+from lightning_modules.checkpoints import read_checkpoint
 from lightning_modules.encoders import Encoder
 
 from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
@@ -36,39 +37,87 @@ class EncoderChangedError(RuntimeError):
     """The frozen encoder changed during linear evaluation."""
 
 
-def load_pretrained_encoder(path: str | Path, encoder: Encoder | None = None) -> Encoder:
+PRETRAINED_FLAG = "--model.init_args.pretrained"
+
+
+def encoder_from_description(description: Any, source: str) -> Encoder:
+    """Build the encoder that ``{"class_path", "init_args"}`` describes (plain data, e.g. from a checkpoint).
+
+    Only subclasses of :class:`Encoder` that are already imported are built, by their
+    full or short class name, with plain keyword arguments: nothing is imported or
+    called because a file says so.
+    """
+    if not isinstance(description, dict) or not isinstance(description.get("class_path"), str):
+        raise ValueError(f"{source}: the encoder description must be a dict with a class_path, got {description!r}")
+    name = description["class_path"]
+    init_args = description.get("init_args") or {}
+    known: dict[str, type] = {}
+    todo = [Encoder]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            todo.append(sub)
+            known[f"{sub.__module__}.{sub.__qualname__}"] = sub
+            known.setdefault(sub.__qualname__, sub)
+    cls = known.get(name)
+    if cls is None:
+        names = ", ".join(sorted({c.__qualname__ for c in known.values()}))
+        raise ValueError(f"{source}: unknown encoder {name!r}; known: {names} (name it with --model.init_args.encoder)")
+    if not isinstance(init_args, dict) or not all(isinstance(k, str) for k in init_args):
+        raise ValueError(f"{source}: the encoder's init_args must be a dict of named values, got {init_args!r}")
+    try:
+        return cls(**init_args)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: cannot build {cls.__qualname__}({init_args}): {err}") from None
+
+
+def _encoder_description(ckpt: dict[str, Any]) -> Any:
+    """How the checkpoint's encoder was built: its ``encoder_config``, else the CLI's hyper-parameter."""
+    if ckpt.get("encoder_config") is not None:
+        return ckpt["encoder_config"]
+    hparams = ckpt.get("hyper_parameters")
+    encoder = hparams.get("encoder") if isinstance(hparams, dict) else None
+    return encoder if isinstance(encoder, dict) else None
+
+
+def load_pretrained_encoder(path: str | Path | None, encoder: Encoder | None = None) -> Encoder:
     """The encoder of a pretraining checkpoint written by :class:`ContrastiveModule`.
+
+    The file is read with ``torch.load(weights_only=True)`` (tensors and plain data; a
+    checkpoint whose pickle would run code is refused); the architecture is rebuilt from
+    the plain description the checkpoint holds.
 
     Args:
         path: the ``.ckpt`` file.
         encoder: an encoder to load the weights into (they must match exactly); None
-            rebuilds the one the checkpoint was trained with.
+            rebuilds the one the checkpoint describes.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a pretraining checkpoint, or ``encoder`` does not match it.
+        ValueError: no path given, the file is not a pretraining checkpoint (or not a
+            safe one), it does not describe its encoder, or ``encoder`` does not match it.
     """
+    if path is None or str(path).strip() in ("", "???"):
+        raise ValueError(f"linear evaluation needs a pretraining checkpoint: set {PRETRAINED_FLAG} "
+                         "runs/pretrain/version_N/checkpoints/last.ckpt")
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained checkpoint not found: {path}")
-    try:
-        # our own checkpoints hold the hyper-parameters as objects, so weights_only cannot be used
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"{path} is not a PyTorch checkpoint: {err}") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not state or not any(k.startswith("encoder.") for k in state):
-        raise ValueError(f"{path} is not a pretraining checkpoint: it has no 'state_dict' with 'encoder.*' "
-                         "weights (expected a checkpoint written by `python cli.py fit` with ContrastiveModule)")
+    ckpt = read_checkpoint(path, flag=PRETRAINED_FLAG)
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not any(k.startswith("encoder.") for k in state):
+        raise ValueError(f"{PRETRAINED_FLAG}: {path} is not a pretraining checkpoint: it has no 'state_dict' "
+                         "with 'encoder.*' weights (expected one of `python cli.py fit` with ContrastiveModule)")
     weights = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     if encoder is None:
-        from lightning_modules.contrastive import ContrastiveModule
-
-        encoder = ContrastiveModule.load_from_checkpoint(path, map_location="cpu", weights_only=False).encoder
+        description = _encoder_description(ckpt)
+        if description is None:
+            raise ValueError(f"{PRETRAINED_FLAG}: {path} does not say which encoder it holds; name it, e.g. --model."
+                             "init_args.encoder=ResNetEncoder --model.init_args.encoder.init_args.arch=resnet18")
+        encoder = encoder_from_description(description, f"{PRETRAINED_FLAG} {path}")
     try:
         encoder.load_state_dict(weights, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"the encoder does not match the checkpoint {path}: {err}") from None
+    except RuntimeError as err:  # torch lists every missing or unexpected key: the first ones say enough
+        detail = " ".join(str(err).split())
+        detail = detail if len(detail) <= 300 else detail[:297] + "..."
+        raise ValueError(f"the encoder does not match the checkpoint {path}: {detail}") from None
     return encoder
 
 
@@ -83,8 +132,10 @@ class LinearEvalModule(SuiteModule):
     author's code did, and ``top1_best`` is then an optimistic number.
 
     Args:
-        pretrained: path of a pretraining checkpoint (``runs/.../checkpoints/last.ckpt``).
-        encoder: the encoder to load the weights into; None rebuilds the checkpoint's.
+        pretrained: path of a pretraining checkpoint (``runs/.../checkpoints/last.ckpt``); read
+            with ``torch.load(weights_only=True)``, so a file whose pickle would run code is refused.
+        encoder: the encoder to load the weights into; None rebuilds the one the checkpoint
+            describes (its ``encoder_config``, or the encoder of its saved config).
         num_classes: classes of the downstream task, linked from the datamodule.
         num_samples: training-split size, linked from the datamodule (used by the cache).
         optimizer: builds the optimiser for the linear layer; None is the one of
@@ -106,7 +157,7 @@ class LinearEvalModule(SuiteModule):
 
     def __init__(
         self,
-        pretrained: str,
+        pretrained: str | None = None,
         encoder: Encoder | None = None,
         num_classes: int = 10,
         num_samples: int = 50_000,

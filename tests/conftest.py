@@ -16,13 +16,13 @@ os.environ.setdefault("WANDB_SILENT", "true")
 
 @pytest.fixture(scope="session")
 def cifar_small(tmp_path_factory) -> Path:
-    """CIFAR-10 python batches holding 256 training and 128 test images of the shared subset."""
+    """CIFAR-10 python batches holding 256 training and 128 test images of ``tests/data``."""
     return write_cifar10(tmp_path_factory.mktemp("cifar_small"), n_train=256, n_test=128)
 
 
 @pytest.fixture(scope="session")
 def cifar_subset(tmp_path_factory) -> Path:
-    """CIFAR-10 python batches holding all 4000 training and 1000 test images of the shared subset."""
+    """CIFAR-10 python batches holding all 1000 training and 200 test images of ``tests/data``."""
     return write_cifar10(tmp_path_factory.mktemp("cifar_subset"))
 
 

@@ -1,7 +1,7 @@
 """Write datasets in the exact on-disk formats the torchvision classes read.
 
-The images are real CIFAR-10 images from ``../shared/data/cifar10_subset.npz``
-(see its README); nothing here is committed data.
+The images are real CIFAR-10 images, 1,000 training and 200 test images shipped in
+``tests/data/cifar10_mini.npz`` (see ``tests/data/README.md`` for their origin).
 """
 
 from __future__ import annotations
@@ -11,16 +11,34 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SUBSET = SHARED_DATA / "cifar10_subset.npz"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+SUBSET = TEST_DATA / "cifar10_mini.npz"
+#: images in each split of the file
+NUM_TRAIN, NUM_TEST = 1000, 200
 
 
 def load_subset() -> dict[str, np.ndarray]:
-    """The arrays of the shared CIFAR-10 subset (x_train (4000,32,32,3) uint8, y_train, x_test, y_test, ...)."""
+    """The arrays of the shipped CIFAR-10 images (x_train (1000,32,32,3) uint8, y_train, x_test (200,...), y_test, ...)."""
     if not SUBSET.is_file():
-        raise FileNotFoundError(f"the shared test data is missing: expected {SUBSET}")
+        raise FileNotFoundError(f"the test images are missing: expected {SUBSET} (part of the repository)")
     with np.load(SUBSET) as npz:
         return {k: npz[k] for k in npz.files}
+
+
+def _split(data: dict[str, np.ndarray], split: str, n: int | None,
+           cycle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` images and labels of ``split`` (all when None).
+
+    Asking for more than the file holds is an error unless ``cycle``, which repeats the
+    images in order (for throughput benchmarks, where a repeated image costs the same).
+    """
+    x, y = data[f"x_{split}"], data[f"y_{split}"]
+    if n is not None and n > len(x):
+        if not cycle:
+            raise ValueError(f"{SUBSET.name} holds {len(x)} {split} images, {n} were asked for")
+        take = np.arange(n) % len(x)
+        return x[take], y[take]
+    return x[:n], y[:n]
 
 
 def _to_rows(x: np.ndarray) -> np.ndarray:
@@ -34,15 +52,16 @@ def _dump(path: Path, obj: dict) -> None:
 
 
 def write_cifar10(root: Path, n_train: int | None = None, n_test: int | None = None,
-                  num_batches: int = 5) -> Path:
-    """Write ``root/cifar-10-batches-py`` from the shared subset; returns ``root``.
+                  num_batches: int = 5, cycle: bool = False) -> Path:
+    """Write ``root/cifar-10-batches-py`` from the shipped images; returns ``root``.
 
     The training images are spread over ``num_batches`` data_batch files as in the
-    official release; keys and dtypes are those of the original pickles.
+    official release; keys and dtypes are those of the original pickles. ``cycle``
+    allows more images than the file holds by repeating them (benchmarks only).
     """
     data = load_subset()
-    x_tr, y_tr = data["x_train"][:n_train], data["y_train"][:n_train]
-    x_te, y_te = data["x_test"][:n_test], data["y_test"][:n_test]
+    x_tr, y_tr = _split(data, "train", n_train, cycle)
+    x_te, y_te = _split(data, "test", n_test, cycle)
     folder = Path(root) / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     for b, idx in enumerate(np.array_split(np.arange(len(x_tr)), num_batches), start=1):
@@ -99,7 +118,7 @@ def _fine_labels(y: np.ndarray) -> np.ndarray:
 
 
 def write_cifar100(root: Path, n_train: int | None = None, n_test: int | None = None) -> Path:
-    """Write ``root/cifar-100-python/{train,test,meta}`` from the shared subset; returns ``root``.
+    """Write ``root/cifar-100-python/{train,test,meta}`` from the shipped images; returns ``root``.
 
     Keys and dtypes are those of the official pickles (``fine_labels``, ``coarse_labels``,
     ``data`` (N, 3072) uint8, ``filenames``, ``batch_label``; ``meta`` with
@@ -109,8 +128,7 @@ def write_cifar100(root: Path, n_train: int | None = None, n_test: int | None = 
     data = load_subset()
     folder = Path(root) / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, x, y in (("train", data["x_train"][:n_train], data["y_train"][:n_train]),
-                       ("test", data["x_test"][:n_test], data["y_test"][:n_test])):
+    for name, (x, y) in (("train", _split(data, "train", n_train)), ("test", _split(data, "test", n_test))):
         fine = _fine_labels(y)
         _dump(folder / name, {
             "filenames": [f"{name}_{i}.png" for i in range(len(x))],
@@ -124,7 +142,7 @@ def write_cifar100(root: Path, n_train: int | None = None, n_test: int | None = 
 
 
 def write_svhn(root: Path, n_train: int | None = None, n_test: int | None = None) -> Path:
-    """Write ``root/train_32x32.mat`` and ``root/test_32x32.mat`` (MATLAB v5) from the shared subset.
+    """Write ``root/train_32x32.mat`` and ``root/test_32x32.mat`` (MATLAB v5) from the shipped images.
 
     As in the official files, ``X`` is (32, 32, 3, N) uint8 and ``y`` (N, 1) uint8 with
     labels 1..10, 10 meaning digit 0. The CIFAR-10 class ``c`` is stored as digit ``c``
@@ -134,8 +152,7 @@ def write_svhn(root: Path, n_train: int | None = None, n_test: int | None = None
 
     data = load_subset()
     Path(root).mkdir(parents=True, exist_ok=True)
-    for name, x, y in (("train", data["x_train"][:n_train], data["y_train"][:n_train]),
-                       ("test", data["x_test"][:n_test], data["y_test"][:n_test])):
+    for name, (x, y) in (("train", _split(data, "train", n_train)), ("test", _split(data, "test", n_test))):
         X = np.ascontiguousarray(x.transpose(1, 2, 3, 0))  # (N, H, W, C) -> (H, W, C, N)
         digits = np.where(y == 0, 10, y).astype(np.uint8).reshape(-1, 1)  # (N, 1)
         savemat(Path(root) / f"{name}_32x32.mat", {"X": X, "y": digits})

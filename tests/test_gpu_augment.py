@@ -31,7 +31,7 @@ EXACT_ATOL = 1e-4  # after normalisation (std ~0.2): ~2e-5 in [0, 1], well above
 
 @pytest.fixture(scope="module")
 def cifar() -> torch.Tensor:
-    """The first 512 real CIFAR-10 training images of the shared subset, (512, 3, 32, 32) uint8."""
+    """The first 512 real CIFAR-10 training images of tests/data, (512, 3, 32, 32) uint8."""
     return torch.from_numpy(load_subset()["x_train"][:512]).permute(0, 3, 1, 2).contiguous()
 
 

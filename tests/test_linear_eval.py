@@ -8,17 +8,17 @@ import pytest
 import torch
 
 import cli
-from lightning_modules.encoders import ResNetEncoder
+from lightning_modules.encoders import ResNetEncoder, SmallConvEncoder
 from lightning_modules.linear_eval import EncoderChangedError, LinearEvalModule, load_pretrained_encoder
 from tests.conftest import ROOT, quick_args, run_dir
 
 
 @pytest.fixture(scope="module")
 def pretrained(cifar_subset, tmp_path_factory):
-    """A checkpoint of the small encoder after a short pretraining on the 4000 real images."""
+    """A checkpoint of the small encoder after a short pretraining (20 steps, one pass) on the 1000 real images."""
     log_dir = tmp_path_factory.mktemp("pretrain")
     cli.main(quick_args(cifar_subset, log_dir, "--model.init_args.loss.init_args.temperature=0.2",
-                        epochs=1, batches=20, batch_size=64))
+                        epochs=1, batches=None, batch_size=50))
     return run_dir(log_dir) / "checkpoints" / "last.ckpt"
 
 
@@ -37,8 +37,9 @@ def linear_args(data_dir, log_dir, ckpt, *extra, epochs=3):
 
 
 def test_linear_eval_on_real_images_beats_chance(cifar_subset, pretrained, tmp_path):
+    # 1000 training images: a gentler lr and more (cheap, cached) epochs than on a bigger split
     run = cli.main(linear_args(cifar_subset, tmp_path, pretrained, "--model.init_args.cache_features=true",
-                               "--model.init_args.optimizer.init_args.lr=1.0", epochs=10))
+                               "--model.init_args.optimizer.init_args.lr=0.1", epochs=30))
     metrics = run.trainer.callback_metrics
     assert float(metrics["test/top1_last"]) > 0.2  # 10 classes: chance is 0.1
     assert float(metrics["test/top1_best"]) >= float(metrics["test/top1_last"]) - 1e-6  # best-on-test protocol
@@ -70,14 +71,17 @@ def test_encoder_change_is_caught(cifar_small, pretrained, tmp_path, monkeypatch
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pretrained checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="--model.init_args.pretrained: checkpoint not found"):
         LinearEvalModule(pretrained=str(tmp_path / "missing.ckpt"))
+    for unset in (None, "", "???"):  # linear.yaml's placeholder
+        with pytest.raises(ValueError, match="needs a pretraining checkpoint: set --model.init_args.pretrained"):
+            LinearEvalModule(pretrained=unset)
 
 
 def test_a_file_that_is_not_a_checkpoint_is_a_clear_error(tmp_path):
     text = tmp_path / "notes.ckpt"
     text.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         LinearEvalModule(pretrained=str(text))
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"classifier.weight": torch.zeros(2, 2)}}, other)
@@ -111,13 +115,16 @@ def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
     import pytorch_lightning as pl
 
     from lightning_modules.contrastive import ContrastiveModule
-    from lightning_modules.encoders import SmallConvEncoder
     from lightning_modules.negatives import MemoryBank
 
     module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), num_samples=10, negatives=MemoryBank(dim=8))
     trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False)
     trainer.strategy.connect(module)
     trainer.save_checkpoint(tmp_path / "python.ckpt")
+    saved = torch.load(tmp_path / "python.ckpt", map_location="cpu", weights_only=True)  # plain: no objects
+    assert saved["encoder_config"] == {"class_path": "lightning_modules.encoders.SmallConvEncoder",
+                                       "init_args": {"width": 4, "out_dim": 8, "batchnorm": True}}
+    assert "encoder" not in saved["hyper_parameters"] and saved["hyper_parameters"]["num_samples"] == 10
     encoder = load_pretrained_encoder(tmp_path / "python.ckpt")
     assert isinstance(encoder, SmallConvEncoder)
     assert torch.equal(encoder.head.weight, module.encoder.head.weight)
@@ -125,8 +132,8 @@ def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
 
 def test_lbfgs_probe_reaches_at_least_the_sgd_probe_and_is_logged(cifar_subset, pretrained, tmp_path):
     run = cli.main(linear_args(cifar_subset, tmp_path, pretrained, "--model.init_args.cache_features=true",
-                               "--model.init_args.lbfgs_probe=true", "--data.init_args.train_subset=1000",
-                               "--data.init_args.test_subset=500", "--model.init_args.optimizer.init_args.lr=1.0",
+                               "--model.init_args.lbfgs_probe=true", "--data.init_args.train_subset=800",
+                               "--data.init_args.test_subset=150", "--model.init_args.optimizer.init_args.lr=1.0",
                                epochs=5))
     metrics = run.trainer.callback_metrics
     assert float(metrics["test/top1_lbfgs"]) > 0.2
@@ -160,3 +167,49 @@ def test_pretraining_last_ckpt_holds_the_final_epoch(cifar_small, tmp_path):
     ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == run.trainer.global_step
     torch.testing.assert_close(ckpt["state_dict"]["negatives.bank"], run.model.negatives.bank)
+
+
+def test_cli_checkpoints_are_plain_and_describe_their_encoder(pretrained):
+    saved = torch.load(pretrained, map_location="cpu", weights_only=True)
+    assert saved["encoder_config"]["class_path"] == "lightning_modules.encoders.SmallConvEncoder"
+    assert saved["hyper_parameters"]["encoder"]["class_path"] == saved["encoder_config"]["class_path"]
+
+
+def test_the_encoder_is_rebuilt_only_from_known_encoder_classes(pretrained, tmp_path):
+    from lightning_modules.linear_eval import encoder_from_description
+
+    built = encoder_from_description({"class_path": "SmallConvEncoder", "init_args": {"width": 4}}, "test")
+    assert isinstance(built, SmallConvEncoder) and built.feature_dim == 16
+    for bad, message in [({"class_path": "os.system", "init_args": {}}, "unknown encoder 'os.system'"),
+                         ({"class_path": "torch.nn.Linear", "init_args": {}}, "unknown encoder"),
+                         ({"class_path": "ResNetEncoder", "init_args": {"depth": 3}}, "cannot build ResNetEncoder"),
+                         ("resnet18", "must be a dict")]:
+        with pytest.raises(ValueError, match=message):
+            encoder_from_description(bad, "test")
+    # a checkpoint that does not say which encoder it holds: the user names it
+    state = torch.load(pretrained, map_location="cpu", weights_only=True)["state_dict"]
+    bare = tmp_path / "bare.ckpt"
+    torch.save({"state_dict": state}, bare)
+    with pytest.raises(ValueError, match="does not say which encoder"):
+        load_pretrained_encoder(bare)
+    named = load_pretrained_encoder(bare, SmallConvEncoder())
+    assert torch.equal(named.head.weight, state["encoder.head.weight"])
+
+
+def test_a_checkpoint_whose_pickle_would_run_code_is_refused(tmp_path):
+    """Read with weights_only=True, a hostile pickle is refused before it can call anything."""
+    import os
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+
+    encoder = SmallConvEncoder()
+    path = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
+                "encoder_config": encoder.describe(), "extra": Evil()}, path)
+    with pytest.raises(ValueError, match=r"--model.init_args.pretrained: refusing to read .*posix.system.*run code"):
+        LinearEvalModule(pretrained=str(path))
+    assert not (tmp_path / "ran").exists()
+    torch.load(path, weights_only=False)  # what the old loader did: the pickle runs its command
+    assert (tmp_path / "ran").exists()
