@@ -39,6 +39,15 @@ def debug_requested() -> bool:
     return os.environ.get("CLI_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def default_wandb_mode() -> str:
+    """W&B logs offline unless ``WANDB_MODE`` says otherwise (online, offline or disabled).
+
+    The shipped W&B loggers leave the mode to W&B, which reads ``WANDB_MODE``; setting it
+    here when it is unset makes offline (no account needed) the default.
+    """
+    return os.environ.setdefault("WANDB_MODE", "offline")
+
+
 # --------------------------------------------------------------------------- one-line errors
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace, newlines included, turned into one space."""
@@ -227,6 +236,7 @@ def main(args: list[str] | None = None, run: bool = True) -> SuiteCLI:
     Errors propagate as exceptions (a bad command line exits with status 2 after one
     ``error:`` line); :func:`run_from_command_line` turns the rest into one line too.
     """
+    default_wandb_mode()
     return SuiteCLI(
         SuiteModule,
         ContrastiveDataModule,

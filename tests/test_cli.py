@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import torch
@@ -209,3 +210,74 @@ def test_missing_dataset_from_the_command_line_is_one_error_line(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "error: cifar10 not found" in proc.stderr and str(missing) in proc.stderr
+
+
+# ------------------------------------------------------------------- W&B follows WANDB_MODE
+def wandb_logger_of(run):
+    from pytorch_lightning.loggers import WandbLogger
+
+    (logger,) = [lg for lg in run.trainer.loggers if isinstance(lg, WandbLogger)]
+    return logger
+
+
+def wandb_args(data_dir, tmp_path, config="configs/logger/wandb.yaml"):
+    """A one-batch fit with the shipped logger config ``config``, its folders moved into ``tmp_path``."""
+    shipped = yaml.safe_load((ROOT / config).read_text())
+    for logger in shipped["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(tmp_path)
+    here = tmp_path / "loggers.yaml"
+    here.write_text(yaml.safe_dump(shipped))
+    args = quick_args(data_dir, tmp_path, "-c", str(here), batches=1)
+    return [a for a in args if not a.startswith("--trainer.logger.init_args.save_dir")]
+
+
+def test_wandb_is_offline_when_wandb_mode_is_unset(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert cli.default_wandb_mode() == "offline"
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert cli.default_wandb_mode() == "online"  # a value that is set is kept
+
+
+@pytest.mark.parametrize("mode", [pytest.param("offline", marks=pytest.mark.slow), "disabled"])
+def test_wandb_logs_in_the_mode_wandb_mode_names(cifar_small, tmp_path, monkeypatch, mode):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", mode)
+    wandb.teardown()  # W&B reads WANDB_MODE once per process: forget what an earlier test set up
+    cli.main(wandb_args(cifar_small, tmp_path))
+    wandb.finish()
+    wandb.teardown()
+    assert os.environ["WANDB_MODE"] == mode  # nothing switched it (Lightning's offline=True used to: "dryrun")
+    offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == (1 if mode == "offline" else 0)
+    assert not list((tmp_path / "wandb").glob("run-*"))
+
+
+@pytest.mark.parametrize("config, env, expected", [
+    ("configs/logger/wandb.yaml", "online", "online"),           # WANDB_MODE decides
+    ("configs/logger/wandb.yaml", None, "offline"),              # unset: offline
+    ("configs/logger/wandb_online.yaml", "offline", "online"),   # the explicit config wins
+])
+def test_the_mode_wandb_init_is_given(cifar_small, tmp_path, monkeypatch, config, env, expected):
+    """Online without a network: wandb.init is replaced by a recorder of the mode W&B would resolve."""
+    import wandb
+    from wandb.sdk.lib import RunDisabled
+
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    seen = []
+
+    def fake_init(**kwargs):
+        seen.append(kwargs.get("mode") or os.environ.get("WANDB_MODE"))  # an init argument wins over the variable
+        return RunDisabled()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    monkeypatch.setattr(wandb, "run", None)
+    shipped = yaml.safe_load((ROOT / config).read_text())["trainer"]["logger"][1]
+    assert "offline" not in shipped["init_args"]  # offline: true would override WANDB_MODE
+    run = cli.main(wandb_args(cifar_small, tmp_path, config=config)[1:], run=False)  # [1:]: no subcommand
+    _ = wandb_logger_of(run).experiment
+    assert seen == [expected]

@@ -69,7 +69,8 @@ def preset_cell(name: str) -> dict:
 
 
 def run_sweep(grid: Path, out: Path, *extra: str) -> int:
-    return sweep.main([str(grid), "--out", str(out), "--launcher", "inprocess", "--cache-features", *extra])
+    return sweep.main([str(grid), "--out", str(out), "--launcher", "inprocess", "--cache-features", "--wandb", "off",
+                       *extra])
 
 
 def files_and_mtimes(folder: Path) -> dict[str, int]:
@@ -145,7 +146,7 @@ def test_grids_name_existing_files_and_the_slurm_array_covers_table1():
 def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(capsys, tmp_path):
     grid = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
     cell = next(c for c in grid.cells if c.name == "cifar10/hard_contrastive_tau1.0")
-    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path)])
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "off"])
     config = print_config(sweep.pretrain_command(grid, cell, tmp_path / cell.name, opts), capsys)
     assert report.describe(config) == ("cifar10", "hard_contrastive", 1.0)
     assert config["trainer"]["max_epochs"] == 20
@@ -160,9 +161,25 @@ def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(cap
     csv_logger, wandb_logger = config["trainer"]["logger"]
     assert csv_logger["init_args"]["name"] == "linear"
     assert wandb_logger["init_args"]["name"] == cell.name and wandb_logger["init_args"]["job_type"] == "linear"
-    assert wandb_logger["init_args"]["group"] == "short_reproduction" and wandb_logger["init_args"]["offline"]
+    assert wandb_logger["init_args"]["group"] == "short_reproduction"
+    assert wandb_logger["init_args"]["mode"] == "offline" and not wandb_logger["init_args"]["offline"]
     assert config["model"]["init_args"]["cache_features"] is True
     assert config["data"]["init_args"]["batch_size"] == 256  # the paper's linear-evaluation batch
+
+
+@pytest.mark.parametrize("choice, mode", [(None, None), ("offline", "offline"), ("online", "online")])
+def test_the_runners_wandb_logger_follows_wandb_mode_unless_told(tmp_path, choice, mode):
+    """By default (auto) the runner's W&B logger leaves the mode to WANDB_MODE, as cli.py's configs do."""
+    grid = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
+    cell = grid.cells[0]
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path)]
+                            + (["--wandb", choice] if choice else []))
+    loggers = json.loads(sweep.logger_arg(tmp_path / cell.name, "pretrain", opts, grid, cell).split("=", 1)[1])
+    assert [lg["class_path"].rsplit(".", 1)[1] for lg in loggers] == ["CSVLogger", "WandbLogger"]
+    assert "offline" not in loggers[1]["init_args"]
+    assert loggers[1]["init_args"].get("mode") == mode
+    off = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "off"])
+    assert len(json.loads(sweep.logger_arg(tmp_path, "pretrain", off, grid, cell).split("=", 1)[1])) == 1
 
 
 @pytest.mark.parametrize("order", ["loss first", "temperature first"])
@@ -183,7 +200,8 @@ def test_wandb_sweep_commands_give_the_same_config_in_either_order(capsys, order
     assert loss["class_path"].endswith("HardContrastiveLoss")
     assert loss["init_args"]["temperature"] == 0.3 and loss["init_args"]["num_negatives"] == 4095
     wandb_logger = config["trainer"]["logger"][1]
-    assert wandb_logger["class_path"].endswith("WandbLogger") and wandb_logger["init_args"]["offline"] is False
+    assert wandb_logger["class_path"].endswith("WandbLogger") and not wandb_logger["init_args"]["offline"]
+    assert wandb_logger["init_args"]["mode"] == "online"  # a sweep's runs join it online, whatever WANDB_MODE
 
 
 def test_dry_run_prints_the_commands_and_runs_nothing(capsys, tmp_path):
@@ -356,7 +374,7 @@ def test_a_failing_cell_is_logged_and_the_grid_goes_on(cifar_small, tmp_path):
 def test_subprocess_launcher_runs_a_cell_end_to_end(cifar_small, tmp_path):
     grid = tiny_grid(tmp_path / "grid.yaml", cifar_small, [preset_cell("cifar10/simple")], epochs=1)
     done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(grid), "--out", str(tmp_path / "out"),
-                           "--cache-features"], capture_output=True, text=True, timeout=600)
+                           "--cache-features", "--wandb", "off"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     cell = tmp_path / "out/cifar10/simple"
     marker = json.loads((cell / "finished.json").read_text())
@@ -399,3 +417,4 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     resumed = write(2, [(2, 3.0)])  # and resumed from it
     assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
     assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
+
