@@ -20,6 +20,9 @@ class SuiteModule(pl.LightningModule):
     #: which training augmentation the datamodule should apply (``pretrain``, ``linear``, ``none``)
     augmentation_stage: str = "pretrain"
 
+    #: folder of a file logger that names none (``runs/<log_name>/version_N``), set by ``cli.py``
+    log_name: str = "pretrain"
+
     #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
     optimizer_factory: Any
     scheduler_factory: Any

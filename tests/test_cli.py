@@ -54,7 +54,7 @@ def test_help_lists_the_losses_and_sources(capsys):
     ("configs/loss/hard_contrastive.yaml", HardContrastiveLoss),
     ("configs/loss/hard_simple.yaml", HardSimpleContrastiveLoss),
 ])
-def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_config, loss_class):
+def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_config, loss_class, capsys):
     run = cli.main(quick_args(cifar_small, tmp_path, configs=(loss_config,)))
     model = run.model
     assert isinstance(model.loss, loss_class)
@@ -63,6 +63,16 @@ def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_co
     folder = run_dir(tmp_path)
     assert (folder / "config.yaml").is_file()
     assert (folder / "checkpoints" / "last.ckpt").is_file()
+    assert f"run folder: {folder}" in capsys.readouterr().out.splitlines()  # fit ends by naming its folder
+    from PIL import Image
+
+    with Image.open(folder / "plots" / "similarity_profile.png") as image:
+        title = image.text["Title"]
+    temperature = getattr(model.loss, "temperature", None)
+    assert loss_class.__name__ in title and "cifar10" in title
+    assert ("tau = " in title) == (temperature is not None)
+    if temperature is not None:
+        assert f"tau = {temperature:g}" in title
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
@@ -281,3 +291,15 @@ def test_the_mode_wandb_init_is_given(cifar_small, tmp_path, monkeypatch, config
     run = cli.main(wandb_args(cifar_small, tmp_path, config=config)[1:], run=False)  # [1:]: no subcommand
     _ = wandb_logger_of(run).experiment
     assert seen == [expected]
+
+
+# ------------------------------------------------------------------------- small things
+def test_progress_bar_can_be_switched_off(cifar_small, tmp_path):
+    from pytorch_lightning.callbacks import ProgressBar
+
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.enable_progress_bar=false"))
+    assert run.trainer.global_step == 2
+    assert not any(isinstance(c, ProgressBar) for c in run.trainer.callbacks)
+    on = cli.main(quick_args(cifar_small, tmp_path / "on", batches=1)[1:], run=False)  # [1:]: no subcommand
+    bars = [c for c in on.trainer.callbacks if isinstance(c, ProgressBar)]
+    assert len(bars) == 1 and bars[0].refresh_rate == 50  # base.yaml's bar, kept when nothing switches it off

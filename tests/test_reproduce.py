@@ -418,3 +418,36 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
     assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
 
+
+def test_report_reads_plain_cli_runs_and_says_what_it_looked_for(cifar_small, tmp_path, capsys):
+    """Runs of `python cli.py fit` (no sweep) are reported: the linear run is matched to its pretraining."""
+    from tests.conftest import quick_args
+
+    runs = tmp_path / "runs"
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "empty")]) == 1  # nothing there yet
+    said = capsys.readouterr().err
+    assert "no finished run found" in said and "finished.json" in said and "--model.init_args.pretrained" in said
+    assert not (tmp_path / "empty" / "table1.md").exists()
+
+    cli.main(quick_args(cifar_small, runs, "--model.init_args.loss.init_args.temperature=0.3", epochs=1))
+    ckpt = runs / "pretrain/version_0/checkpoints/last.ckpt"
+    assert report.main([str(runs), "--out", str(tmp_path / "pretrain_only")]) == 1  # no accuracy yet
+    assert report.main([str(runs), "--out", str(tmp_path / "partial"), "--include-unfinished", "--no-figures"]) == 0
+    cli.main(["fit", "-c", str(ROOT / "configs/eval/linear.yaml"), "-c", str(ROOT / "configs/logger/csv.yaml"),
+              "-c", str(ROOT / "configs/trainer/cpu.yaml"), f"--model.init_args.pretrained={ckpt}",
+              f"--trainer.default_root_dir={runs}", f"--trainer.logger.init_args.save_dir={runs}",
+              "--trainer.max_epochs=1", "--model.init_args.cache_features=true", *TINY[1:],
+              f"--data.init_args.data_dir={cifar_small}"])
+    moved = tmp_path / "moved"
+    shutil.copytree(runs, moved)  # the configs still name the old place: matched by <name>/version_N
+    for root in (runs, moved):
+        out = tmp_path / f"report_{root.name}"
+        assert report.main([str(root), "--out", str(out), "--no-figures"]) == 0
+        with open(out / "table1.csv", newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        assert row["cell"] == "pretrain/version_0 + linear/version_0" and row["finished"] == "True"
+        linear = last_row(root / "linear/version_0/metrics.csv", "test/top1_last")
+        pretrain = last_row(root / "pretrain/version_0/metrics.csv", "val/uniformity")
+        assert float(row["top1_last"]) == pytest.approx(100 * float(linear["test/top1_last"]), abs=1e-9)
+        assert float(row["uniformity"]) == float(pretrain["val/uniformity"])
+        assert "contrastive" in (out / "table1.md").read_text()
