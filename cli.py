@@ -12,10 +12,12 @@ not ``--trainer.max_epochs``.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -39,6 +41,15 @@ DEBUG_FLAG = "--debug"
 def debug_requested() -> bool:
     """``CLI_DEBUG`` set to anything but empty/0/false: show tracebacks instead of one-line errors."""
     return os.environ.get("CLI_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def default_wandb_mode() -> str:
+    """W&B logs offline unless ``WANDB_MODE`` says otherwise (online, offline or disabled).
+
+    The shipped W&B loggers leave the mode to W&B, which reads ``WANDB_MODE``; setting it
+    here when it is unset makes offline (no account needed) the default.
+    """
+    return os.environ.setdefault("WANDB_MODE", "offline")
 
 
 # --------------------------------------------------------------------------- one-line errors
@@ -173,6 +184,11 @@ class SuiteCLI(LightningCLI):
         if ckpt_path and "://" not in str(ckpt_path):
             read_checkpoint(ckpt_path, flag="--ckpt_path")
 
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        name_loggers_after_the_stage(config)
+        drop_progress_bars_when_disabled(config)
+
     def _check_batch_split(self) -> None:
         """A global batch that the processes cannot share evenly fails before any process starts."""
         world = self.trainer.world_size
@@ -199,10 +215,59 @@ class SuiteCLI(LightningCLI):
         self._before_run()
 
     def after_fit(self) -> None:
-        """Linear evaluation ends with the test split: the numbers of Table 1."""
+        """Linear evaluation ends with the test split (the numbers of Table 1); every fit names its folder."""
         model = self.model
         if isinstance(model, SuiteModule) and model.evaluates_on_test_after_fit and not self.trainer.interrupted:
             self.trainer.test(model, datamodule=self.datamodule)
+        if self.trainer.is_global_zero:
+            print(f"run folder: {run_folder(self.trainer)}", flush=True)
+
+
+def run_folder(trainer) -> Path:
+    """Where the run's config.yaml, metrics and checkpoints went (the first logger's version folder)."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def name_loggers_after_the_stage(config) -> None:
+    """A file or TensorBoard logger without a ``name`` writes under the model's stage folder.
+
+    ``configs/logger/*.yaml`` leave ``name`` null, so the same file serves pretraining
+    (``runs/pretrain/``) and linear evaluation (``runs/linear/``): the folder is the
+    model class's ``log_name``.
+    """
+    from jsonargparse import Namespace
+
+    model = config.get("model")
+    class_path = model.get("class_path") if isinstance(model, Namespace) else None
+    if not class_path:
+        return
+    module_name, _, class_name = str(class_path).rpartition(".")
+    try:
+        stage = getattr(getattr(importlib.import_module(module_name), class_name), "log_name", None)
+    except (ImportError, AttributeError, ValueError):
+        return
+    loggers = config.get("trainer", Namespace()).get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith(
+                ("CSVLogger", "TensorBoardLogger")):
+            continue
+        init_args = logger.get("init_args")
+        if isinstance(init_args, Namespace) and "name" in init_args and init_args.name is None and stage:
+            init_args.name = stage
+
+
+def drop_progress_bars_when_disabled(config) -> None:
+    """``--trainer.enable_progress_bar=false`` removes the bar that base.yaml lists among the callbacks.
+
+    (Lightning refuses a progress-bar callback together with ``enable_progress_bar=False``.)
+    """
+    trainer = config.get("trainer")
+    if trainer is None or trainer.get("enable_progress_bar") is not False:
+        return
+    callbacks = trainer.get("callbacks")
+    if isinstance(callbacks, list):
+        trainer.callbacks = [c for c in callbacks
+                             if not str(getattr(c, "class_path", "") or "").endswith("ProgressBar")]
 
 
 def _subclasses(base: type) -> list[str]:
@@ -230,6 +295,7 @@ def main(args: list[str] | None = None, run: bool = True) -> SuiteCLI:
     Errors propagate as exceptions (a bad command line exits with status 2 after one
     ``error:`` line); :func:`run_from_command_line` turns the rest into one line too.
     """
+    default_wandb_mode()
     return SuiteCLI(
         SuiteModule,
         ContrastiveDataModule,

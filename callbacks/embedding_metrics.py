@@ -162,7 +162,8 @@ class EmbeddingMetrics(Callback):
         self.profile[epoch] = (float(values["val/pos_sim"]),
                                [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
         if self.plot and trainer.is_global_zero:
-            path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png")
+            path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png",
+                                                 run=plots.run_label(pl_module, trainer.datamodule))
             self._send_image(trainer, "plots/similarity_profile", path)
 
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib import cm, colormaps
@@ -36,18 +37,42 @@ DPI = 120
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    titles = " / ".join(" ".join(ax.get_title().split()) for ax in fig.axes if ax.get_title())
+    # the title also goes into the PNG's metadata, where tools (and tests) can read it without OCR
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Title": titles} if titles else None)
     return path
 
 
 # --------------------------------------------------------------------------- Fig 8
-def plot_similarity_profile(history: Mapping[int, tuple[float, Sequence[float]]], path: str | Path) -> Path:
+def run_label(module: Any, datamodule: Any = None) -> str:
+    """What a run trains, for plot titles: the loss, its temperature (and hard negatives), the dataset.
+
+    E.g. ``HardContrastiveLoss, tau = 0.3, 4095 hardest negatives, cifar10``.
+    """
+    loss = getattr(module, "loss", None)
+    parts = [type(loss).__name__ if loss is not None else type(module).__name__]
+    temperature = getattr(loss, "temperature", None)
+    if temperature is not None:
+        parts.append(f"tau = {temperature:g}")
+    if getattr(loss, "num_negatives", None) is not None:
+        parts.append(f"{loss.num_negatives} hardest negatives")
+    elif getattr(loss, "alpha", None) is not None:
+        parts.append(f"alpha = {loss.alpha:g}")
+    dataset = getattr(datamodule, "dataset_name", None)
+    if dataset:
+        parts.append(str(dataset))
+    return ", ".join(parts)
+
+
+def plot_similarity_profile(history: Mapping[int, tuple[float, Sequence[float]]], path: str | Path,
+                            run: str | None = None) -> Path:
     """Fig 8: the positive similarity then the top-k negative similarities, one line per epoch.
 
     Args:
         history: epoch -> (mean positive similarity, mean top-k negative similarities in
             descending order), e.g. from :func:`callbacks.metrics.positive_and_topk_similarities`.
         path: PNG file to write.
+        run: what was trained (:func:`run_label`), shown under the title.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -69,7 +94,8 @@ def plot_similarity_profile(history: Mapping[int, tuple[float, Sequence[float]]]
     ax.set_xticklabels(["pos"] + [f"n{r}" for r in range(1, k + 1)])
     ax.set_xlabel("positive, then i-th nearest negative")
     ax.set_ylabel("mean similarity")
-    ax.set_title("Positive and top-k negative similarities (Fig 8)")
+    ax.set_title("Positive and top-k negative similarities (Fig 8)" + (f"\n{run}" if run else ""),
+                 fontsize="medium")
     ax.grid(alpha=0.3)
     colorbar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax)
     colorbar.set_label("epoch")

@@ -34,6 +34,12 @@ def _unverified(cls: type) -> type:
     return Unverified
 
 
+def _download_hint(download: bool) -> str:
+    """The second way to get the files: turn the download on, or, when it is on already, retry online."""
+    if download:
+        return "run again with internet access (the download is on: --data.init_args.download=true)"
+    return "run once with internet access and --data.init_args.download=true"
+
 class CIFAR10DataModule(ContrastiveDataModule):
     """CIFAR-10 (50,000 train / 10,000 test, 32x32, 10 classes) with the paper's pipelines.
 
@@ -85,7 +91,7 @@ class CIFAR10DataModule(ContrastiveDataModule):
             raise DatasetNotFoundError(
                 f"{self.dataset_name} not found: expected {', '.join(missing)} in {self._folder}. "
                 f"Download {self._url_hint} and extract it into {self.data_dir} (it creates "
-                f"{self._tv_class.base_folder}/), or run once with internet access and download=True."
+                f"{self._tv_class.base_folder}/), or {_download_hint(self.download)}."
             )
 
     def _download(self) -> None:

@@ -13,6 +13,7 @@ from torchvision.datasets import svhn as tv_svhn
 
 from datamodules import transforms as T
 from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline
+from datamodules.cifar import _download_hint
 
 
 class _UnverifiedSVHN(datasets.SVHN):
@@ -65,7 +66,7 @@ class SVHNDataModule(ContrastiveDataModule):
             urls = " and ".join(datasets.SVHN.split_list[s][0] for s in ("train", "test"))
             raise DatasetNotFoundError(
                 f"{self.dataset_name} not found: expected {', '.join(missing)} in {self.data_dir}. "
-                f"Download {urls} into {self.data_dir}, or run once with internet access and download=True."
+                f"Download {urls} into {self.data_dir}, or {_download_hint(self.download)}."
             )
 
     def _download(self) -> None:

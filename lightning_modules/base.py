@@ -56,6 +56,8 @@ class SuiteModule(pl.LightningModule):
 
     #: ``cli.py fit`` runs the test split right after training (linear evaluation: the numbers of Table 1)
     evaluates_on_test_after_fit: bool = False
+    #: folder of a file logger that names none (``runs/<log_name>/version_N``), set by ``cli.py``
+    log_name: str = "pretrain"
 
     #: set by subclasses: build the optimiser from parameters, and the scheduler from the optimiser
     optimizer_factory: Any

@@ -154,6 +154,8 @@ class LinearEvalModule(SuiteModule):
 
     #: ``cli.py fit`` runs the test split right after training
     evaluates_on_test_after_fit = True
+    #: file loggers without a name write under ``runs/linear/``
+    log_name = "linear"
 
     def __init__(
         self,

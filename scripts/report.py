@@ -1,4 +1,4 @@
-"""Table 1 and Figs 3-9 of the paper from finished sweep cells, with the paper's numbers beside ours.
+"""Table 1 and Figs 3-9 of the paper from finished runs (sweep cells, cli.py runs), the paper's numbers beside ours.
 
     python scripts/report.py runs/short --out runs/short/report
     python scripts/report.py runs/table1 --out report --include-unfinished     # also cells still running
@@ -6,10 +6,12 @@
 
 Local cells are the folders that ``scripts/sweep.py`` writes (``<cell>/finished.json``,
 ``<cell>/pretrain/version_N/{config.yaml,metrics.csv}``, ``<cell>/linear/version_N/metrics.csv``).
-Each cell is identified by its pretraining ``config.yaml`` (dataset, loss, temperature), not by
-its folder name. Our uniformity, tolerance and Fig 8 similarities are the last logged epoch's
-``val/*`` values (on the test split); accuracies are the linear evaluation's ``test/top1_last`` and
-``test/top1_best``, in percent.
+Plain ``python cli.py fit`` runs count too (``runs/pretrain/version_N`` and
+``runs/linear/version_M``, any names): a linear evaluation is matched to the pretraining run whose
+checkpoint its ``--model.init_args.pretrained`` names. Each cell is identified by its pretraining
+``config.yaml`` (dataset, loss, temperature), not by its folder name. Our uniformity, tolerance and
+Fig 8 similarities are the last logged epoch's ``val/*`` values (on the test split); accuracies are
+the linear evaluation's ``test/top1_last`` and ``test/top1_best``, in percent.
 
 Writes to ``--out``:
     table1.md, table1.csv   Table 1 (ours and the paper's per cell; one CSV row per run)
@@ -177,18 +179,89 @@ def load_local_cell(cell_dir: Path) -> CellResult | None:
                       trajectory(pretrain_runs))
 
 
+def is_sweep_cell(folder: Path) -> bool:
+    """A cell folder of ``scripts/sweep.py`` (its markers or its log), not a folder of plain ``cli.py`` runs."""
+    return any((folder / name).is_file() for name in ("finished.json", "runner.log", "pretrain/finished.json"))
+
+
+def _run_config(run: Path) -> dict[str, Any] | None:
+    try:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) and isinstance(config.get("model"), dict) else None
+
+
+def find_cli_runs(root: Path, include_unfinished: bool) -> list[CellResult]:
+    """Plain ``python cli.py fit`` runs under ``root`` (outside sweep cells), one result per pretraining.
+
+    A linear-evaluation run (``<name>/version_N/config.yaml`` of a ``LinearEvalModule``) belongs to
+    the pretraining run whose checkpoint its ``pretrained`` names: the same folder once resolved,
+    else the same ``<name>/version_N`` (the runs may have been moved). It counts as finished once its
+    ``metrics.csv`` holds ``test/top1_last``; pretrainings without one show up with --include-unfinished.
+    """
+    pretrain_runs: dict[Path, dict[str, Any]] = {}
+    linear_runs: list[tuple[Path, dict[str, Any]]] = []
+    for config_file in sorted(root.rglob("config.yaml")):
+        run = config_file.parent
+        inside = [p for p in run.parents if p == root or root in p.parents]  # the run's folders up to root
+        if not run.name.startswith("version_") or any(is_sweep_cell(p) for p in inside):
+            continue
+        config = _run_config(run)
+        if config is None:
+            continue
+        if config["model"].get("class_path", "").endswith("LinearEvalModule"):
+            linear_runs.append((run, config))
+        elif isinstance(config["model"].get("init_args"), dict) and "loss" in config["model"]["init_args"]:
+            pretrain_runs[run.resolve()] = config
+
+    def owner(pretrained: str) -> Path | None:
+        ckpt = Path(pretrained).expanduser()
+        for guess in ([ckpt] if ckpt.is_absolute() else [Path.cwd() / ckpt, root / ckpt, root.parent / ckpt]):
+            run = guess.resolve().parent.parent  # <run>/checkpoints/<file>
+            if run in pretrain_runs:
+                return run
+        tail = ckpt.parts[-4:-2]  # (<name>, version_N)
+        matches = [run for run in pretrain_runs if run.parts[-2:] == tail]
+        return matches[0] if len(matches) == 1 else None
+
+    results: dict[Path, CellResult] = {}
+    for linear, config in linear_runs:
+        pretrained = owner(str(config["model"].get("init_args", {}).get("pretrained", "")))
+        if pretrained is None or not (linear / "metrics.csv").is_file():
+            continue
+        test = {k: float(v) for row in read_csv_rows(linear / "metrics.csv") for k, v in row.items()
+                if k.startswith("test/")}
+        if "test/top1_last" not in test:
+            continue
+        dataset, loss, temperature = describe(pretrain_runs[pretrained])
+        epochs, metrics = last_epoch_values([pretrained], "val/")
+        name = f"{pretrained.relative_to(root.resolve()).as_posix()} + {linear.relative_to(root).as_posix()}"
+        results[pretrained] = CellResult(name, dataset, loss, temperature, epochs, {**metrics, **test}, True,
+                                         str(linear))  # a later linear run of the same pretraining wins
+    if include_unfinished:
+        for run, config in pretrain_runs.items():
+            if run not in results:
+                dataset, loss, temperature = describe(config)
+                epochs, metrics = last_epoch_values([run], "val/")
+                results[run] = CellResult(run.relative_to(root.resolve()).as_posix(), dataset, loss, temperature,
+                                          epochs, metrics, False, str(run))
+    return [results[run] for run in sorted(results)]
+
+
 def find_local_cells(root: Path, include_unfinished: bool) -> list[CellResult]:
-    """Every cell under ``root``: folders holding ``finished.json`` (or a ``pretrain/`` with --include-unfinished)."""
+    """Every result under ``root``: sweep cells holding ``finished.json`` (or a ``pretrain/`` with
+    --include-unfinished), then plain ``cli.py`` runs (:func:`find_cli_runs`)."""
     dirs = {p.parent for p in root.rglob("finished.json") if p.parent.name != "pretrain"}
     if include_unfinished:
-        dirs |= {p.parent for p in root.rglob("pretrain") if p.is_dir() and versions(p)}
+        dirs |= {p.parent for p in root.rglob("pretrain") if p.is_dir() and versions(p) and is_sweep_cell(p.parent)}
     cells = []
     for cell_dir in sorted(dirs):
         cell = load_local_cell(cell_dir)
         if cell is not None:
             cell.name = cell_dir.relative_to(root).as_posix() if cell_dir != root else cell_dir.name
             cells.append(cell)
-    return cells
+    return cells + find_cli_runs(root, include_unfinished)
 
 
 # ----------------------------------------------------------------- W&B (optional)
@@ -445,6 +518,15 @@ def main(argv: list[str] | None = None) -> int:
         cells += find_local_cells(root, opts.include_unfinished)
     if opts.wandb_project:
         cells += load_wandb_cells(opts.wandb_project, opts.wandb_entity, opts.wandb_group)
+    if not any(c.finished for c in cells) and not (opts.include_unfinished and cells):
+        where = ", ".join(str(r) for r in opts.runs) + (f" and W&B project {opts.wandb_project}"
+                                                        if opts.wandb_project else "")
+        print(f"error: no finished run found in {where}. Looked for scripts/sweep.py cells (<cell>/finished.json "
+              "with <cell>/pretrain/version_N/config.yaml) and for cli.py runs: a linear evaluation "
+              "<name>/version_N/ whose config.yaml names a pretraining checkpoint (--model.init_args.pretrained) "
+              "of a pretraining run in the same folder and whose metrics.csv holds test/top1_last. "
+              "--include-unfinished also reports pretrainings without an accuracy", file=sys.stderr)
+        return 1
     paper = paper_table()
     paper_columns = yaml.safe_load(PAPER_TABLE.read_text())["columns"]
     opts.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Pretraining on a SLURM cluster: 2 nodes x 4 GPUs, one task per GPU, requeued on preemption.
-#   sbatch scripts/slurm_pretrain.sh -c configs/loss/hard_contrastive.yaml     (extra args go to cli.py)
+#   mkdir -p runs && sbatch scripts/slurm_pretrain.sh -c configs/loss/hard_contrastive.yaml   (extra args: cli.py)
+# SLURM opens the log below (runs/slurm-<job>.out) before the script runs: runs/ must exist.
 # Lightning reads SLURM's variables (SLURM_NTASKS, SLURM_PROCID, ...) and, on the signal below,
 # saves runs/.../hpc_ckpt_N.ckpt and requeues the job; the requeued job resumes from it.
 #SBATCH --job-name=contrastive-pretrain

@@ -30,8 +30,9 @@ part to a new ``version_N``); an unfinished linear evaluation is deleted and red
 short and has no state worth keeping). The base config saves ``last.ckpt`` after every epoch and
 at the end, so an interrupted run loses at most one epoch.
 
-The runner owns the loggers of its runs (a CSV logger in the cell's folder and, with
-``--wandb``, a W&B run named after the cell); the loggers of the grid's configs are replaced.
+The runner owns the loggers of its runs (a CSV logger in the cell's folder and, unless
+``--wandb off``, a W&B run named after the cell, in the mode ``WANDB_MODE`` names, offline when
+it is unset, as for ``cli.py``); the loggers of the grid's configs are replaced.
 
 Each run is a separate ``python cli.py`` process by default (``--launcher subprocess``): a crash,
 an out-of-memory error or a leaked W&B run or CUDA context cannot touch the next cell, the
@@ -184,10 +185,12 @@ def logger_arg(cell_dir: Path, stage: str, opts: argparse.Namespace, grid: Grid,
     loggers: list[dict[str, Any]] = [{"class_path": "pytorch_lightning.loggers.CSVLogger",
                                       "init_args": {"save_dir": str(cell_dir), "name": stage}}]
     if opts.wandb != "off":
-        loggers.append({"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {
+        wandb: dict[str, Any] = {"class_path": "pytorch_lightning.loggers.WandbLogger", "init_args": {
             "save_dir": str(cell_dir / stage), "project": opts.wandb_project, "entity": opts.wandb_entity,
-            "name": cell.name, "group": grid.name, "job_type": stage, "tags": [grid.name, stage],
-            "offline": opts.wandb == "offline"}})
+            "name": cell.name, "group": grid.name, "job_type": stage, "tags": [grid.name, stage]}}
+        if opts.wandb != "auto":  # an explicit mode, passed to wandb.init, wins over WANDB_MODE
+            wandb["init_args"]["mode"] = opts.wandb
+        loggers.append(wandb)
     return "--trainer.logger=" + json.dumps(loggers)
 
 
@@ -360,8 +363,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="linear evaluation on cached features of the non-augmented images (fast)")
     parser.add_argument("--launcher", choices=("subprocess", "inprocess"), default="subprocess",
                         help="one `python cli.py` process per run (default) or cli.main in this process")
-    parser.add_argument("--wandb", choices=("off", "offline", "online"), default="off",
-                        help="also log each run to W&B (offline: to <cell>/<stage>/wandb, sync later)")
+    parser.add_argument("--wandb", choices=("auto", "off", "offline", "online"), default="auto",
+                        help="also log each run to W&B, named after the cell: auto (default) in the mode WANDB_MODE "
+                             "names, offline when unset, as cli.py does; off: no W&B logger; offline or online "
+                             "whatever WANDB_MODE says (offline runs land in <cell>/<stage>/wandb, sync later)")
     parser.add_argument("--wandb-project", default="contrastive-behaviour")
     parser.add_argument("--wandb-entity", default=None)
     parser.add_argument("--stop-on-error", action="store_true", help="stop at the first failed cell")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import torch
@@ -53,7 +54,7 @@ def test_help_lists_the_losses_and_sources(capsys):
     ("configs/loss/hard_contrastive.yaml", HardContrastiveLoss),
     ("configs/loss/hard_simple.yaml", HardSimpleContrastiveLoss),
 ])
-def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_config, loss_class):
+def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_config, loss_class, capsys):
     run = cli.main(quick_args(cifar_small, tmp_path, configs=(loss_config,)))
     model = run.model
     assert isinstance(model.loss, loss_class)
@@ -62,6 +63,16 @@ def test_fit_runs_every_loss_on_cifar_format_data(cifar_small, tmp_path, loss_co
     folder = run_dir(tmp_path)
     assert (folder / "config.yaml").is_file()
     assert (folder / "checkpoints" / "last.ckpt").is_file()
+    assert f"run folder: {folder}" in capsys.readouterr().out.splitlines()  # fit ends by naming its folder
+    from PIL import Image
+
+    with Image.open(folder / "plots" / "similarity_profile.png") as image:
+        title = image.text["Title"]
+    temperature = getattr(model.loss, "temperature", None)
+    assert loss_class.__name__ in title and "cifar10" in title
+    assert ("tau = " in title) == (temperature is not None)
+    if temperature is not None:
+        assert f"tau = {temperature:g}" in title
     with open(folder / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     losses = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
@@ -209,3 +220,86 @@ def test_missing_dataset_from_the_command_line_is_one_error_line(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "error: cifar10 not found" in proc.stderr and str(missing) in proc.stderr
+
+
+# ------------------------------------------------------------------- W&B follows WANDB_MODE
+def wandb_logger_of(run):
+    from pytorch_lightning.loggers import WandbLogger
+
+    (logger,) = [lg for lg in run.trainer.loggers if isinstance(lg, WandbLogger)]
+    return logger
+
+
+def wandb_args(data_dir, tmp_path, config="configs/logger/wandb.yaml"):
+    """A one-batch fit with the shipped logger config ``config``, its folders moved into ``tmp_path``."""
+    shipped = yaml.safe_load((ROOT / config).read_text())
+    for logger in shipped["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = str(tmp_path)
+    here = tmp_path / "loggers.yaml"
+    here.write_text(yaml.safe_dump(shipped))
+    args = quick_args(data_dir, tmp_path, "-c", str(here), batches=1)
+    return [a for a in args if not a.startswith("--trainer.logger.init_args.save_dir")]
+
+
+def test_wandb_is_offline_when_wandb_mode_is_unset(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert cli.default_wandb_mode() == "offline"
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert cli.default_wandb_mode() == "online"  # a value that is set is kept
+
+
+@pytest.mark.parametrize("mode", [pytest.param("offline", marks=pytest.mark.slow), "disabled"])
+def test_wandb_logs_in_the_mode_wandb_mode_names(cifar_small, tmp_path, monkeypatch, mode):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", mode)
+    wandb.teardown()  # W&B reads WANDB_MODE once per process: forget what an earlier test set up
+    cli.main(wandb_args(cifar_small, tmp_path))
+    wandb.finish()
+    wandb.teardown()
+    assert os.environ["WANDB_MODE"] == mode  # nothing switched it (Lightning's offline=True used to: "dryrun")
+    offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == (1 if mode == "offline" else 0)
+    assert not list((tmp_path / "wandb").glob("run-*"))
+
+
+@pytest.mark.parametrize("config, env, expected", [
+    ("configs/logger/wandb.yaml", "online", "online"),           # WANDB_MODE decides
+    ("configs/logger/wandb.yaml", None, "offline"),              # unset: offline
+    ("configs/logger/wandb_online.yaml", "offline", "online"),   # the explicit config wins
+])
+def test_the_mode_wandb_init_is_given(cifar_small, tmp_path, monkeypatch, config, env, expected):
+    """Online without a network: wandb.init is replaced by a recorder of the mode W&B would resolve."""
+    import wandb
+    from wandb.sdk.lib import RunDisabled
+
+    if env is None:
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_MODE", env)
+    seen = []
+
+    def fake_init(**kwargs):
+        seen.append(kwargs.get("mode") or os.environ.get("WANDB_MODE"))  # an init argument wins over the variable
+        return RunDisabled()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    monkeypatch.setattr(wandb, "run", None)
+    shipped = yaml.safe_load((ROOT / config).read_text())["trainer"]["logger"][1]
+    assert "offline" not in shipped["init_args"]  # offline: true would override WANDB_MODE
+    run = cli.main(wandb_args(cifar_small, tmp_path, config=config)[1:], run=False)  # [1:]: no subcommand
+    _ = wandb_logger_of(run).experiment
+    assert seen == [expected]
+
+
+# ------------------------------------------------------------------------- small things
+def test_progress_bar_can_be_switched_off(cifar_small, tmp_path):
+    from pytorch_lightning.callbacks import ProgressBar
+
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.enable_progress_bar=false"))
+    assert run.trainer.global_step == 2
+    assert not any(isinstance(c, ProgressBar) for c in run.trainer.callbacks)
+    on = cli.main(quick_args(cifar_small, tmp_path / "on", batches=1)[1:], run=False)  # [1:]: no subcommand
+    bars = [c for c in on.trainer.callbacks if isinstance(c, ProgressBar)]
+    assert len(bars) == 1 and bars[0].refresh_rate == 50  # base.yaml's bar, kept when nothing switches it off

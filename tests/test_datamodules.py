@@ -391,12 +391,15 @@ def test_svhn_missing_offline_names_the_path(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as err:
         SVHNDataModule(str(missing), download=False).prepare_data()
     assert str(missing) in str(err.value) and "train_32x32.mat" in str(err.value)
+    assert "with internet access and --data.init_args.download=true" in str(err.value)  # the switch is off
     from torchvision.datasets import svhn as tv_svhn
 
     monkeypatch.setattr(tv_svhn, "download_url", offline)
     with pytest.raises(DatasetNotFoundError) as err:
         SVHNDataModule(str(missing), download=True).prepare_data()
     assert str(missing) in str(err.value) and "download failed" in str(err.value) and "no network" in str(err.value)
+    assert "run again with internet access" in str(err.value)
+    assert "and --data.init_args.download=true" not in str(err.value)  # it is on already: not advised again
 
 
 def test_cifar100_missing_offline_names_the_path(tmp_path, monkeypatch):
@@ -407,8 +410,11 @@ def test_cifar100_missing_offline_names_the_path(tmp_path, monkeypatch):
     from torchvision.datasets import cifar as tv_cifar
 
     monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
-    with pytest.raises(DatasetNotFoundError, match="download failed"):
+    assert "with internet access and --data.init_args.download=true" in str(err.value)  # the switch is off
+    with pytest.raises(DatasetNotFoundError, match="download failed") as err:
         CIFAR100DataModule(str(missing), download=True).prepare_data()
+    assert "run again with internet access" in str(err.value)
+    assert "and --data.init_args.download=true" not in str(err.value)  # it is on already: not advised again
 
 
 @pytest.mark.parametrize("download", [False, True])

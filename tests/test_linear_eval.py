@@ -48,6 +48,16 @@ def test_linear_eval_on_real_images_beats_chance(cifar_subset, pretrained, tmp_p
     assert (run_dir(tmp_path, "linear") / "config.yaml").is_file()
 
 
+def test_the_csv_logger_config_writes_linear_runs_under_linear(cifar_small, pretrained, tmp_path, capsys):
+    """configs/logger/csv.yaml names no folder: with linear evaluation it is runs/linear/, not runs/pretrain/."""
+    args = [a for a in linear_args(cifar_small, tmp_path, pretrained, "--model.init_args.cache_features=true",
+                                   epochs=1) if a != "--trainer.logger.init_args.name=linear"]
+    cli.main(args)
+    assert (tmp_path / "linear" / "version_0" / "metrics.csv").is_file()
+    assert not (tmp_path / "pretrain").exists()
+    assert f"run folder: {tmp_path / 'linear' / 'version_0'}" in capsys.readouterr().out
+
+
 def test_cached_features_train_the_same_classifier(cifar_small, pretrained, tmp_path):
     common = ("--model.init_args.optimizer.init_args.lr=0.5", "--data.init_args.batch_size=64")
     plain = cli.main(linear_args(cifar_small, tmp_path / "plain", pretrained, "--data.init_args.augmentation=none",

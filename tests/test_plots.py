@@ -47,6 +47,25 @@ def test_similarity_profile_writes_a_png(tmp_path):
     assert_png(path)
 
 
+def test_similarity_profile_title_names_the_loss_tau_and_dataset(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning_modules.losses import HardContrastiveLoss, SimpleContrastiveLoss
+
+    module = SimpleNamespace(loss=HardContrastiveLoss(temperature=0.3, num_negatives=4095))
+    label = plots.run_label(module, SimpleNamespace(dataset_name="cifar10"))
+    assert label == "HardContrastiveLoss, tau = 0.3, 4095 hardest negatives, cifar10"
+    assert plots.run_label(SimpleNamespace(loss=SimpleContrastiveLoss()), SimpleNamespace(dataset_name="svhn")) \
+        == "SimpleContrastiveLoss, svhn"  # no temperature to name
+    path = plots.plot_similarity_profile({0: (0.8, [0.4, 0.3])}, tmp_path / "p.png", run=label)
+    from PIL import Image
+
+    with Image.open(path) as image:
+        title = image.text["Title"]
+    assert "Fig 8" in title and "HardContrastiveLoss" in title and "tau = 0.3" in title and "cifar10" in title
+    assert_png(path)
+
+
 def test_similarity_profile_with_a_single_epoch(tmp_path):
     assert_png(plots.plot_similarity_profile({3: (0.8, [0.4, 0.3, 0.2])}, tmp_path / "one.png"))
 

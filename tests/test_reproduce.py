@@ -69,7 +69,8 @@ def preset_cell(name: str) -> dict:
 
 
 def run_sweep(grid: Path, out: Path, *extra: str) -> int:
-    return sweep.main([str(grid), "--out", str(out), "--launcher", "inprocess", "--cache-features", *extra])
+    return sweep.main([str(grid), "--out", str(out), "--launcher", "inprocess", "--cache-features", "--wandb", "off",
+                       *extra])
 
 
 def files_and_mtimes(folder: Path) -> dict[str, int]:
@@ -145,7 +146,7 @@ def test_grids_name_existing_files_and_the_slurm_array_covers_table1():
 def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(capsys, tmp_path):
     grid = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
     cell = next(c for c in grid.cells if c.name == "cifar10/hard_contrastive_tau1.0")
-    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path)])
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "off"])
     config = print_config(sweep.pretrain_command(grid, cell, tmp_path / cell.name, opts), capsys)
     assert report.describe(config) == ("cifar10", "hard_contrastive", 1.0)
     assert config["trainer"]["max_epochs"] == 20
@@ -160,9 +161,25 @@ def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(cap
     csv_logger, wandb_logger = config["trainer"]["logger"]
     assert csv_logger["init_args"]["name"] == "linear"
     assert wandb_logger["init_args"]["name"] == cell.name and wandb_logger["init_args"]["job_type"] == "linear"
-    assert wandb_logger["init_args"]["group"] == "short_reproduction" and wandb_logger["init_args"]["offline"]
+    assert wandb_logger["init_args"]["group"] == "short_reproduction"
+    assert wandb_logger["init_args"]["mode"] == "offline" and not wandb_logger["init_args"]["offline"]
     assert config["model"]["init_args"]["cache_features"] is True
     assert config["data"]["init_args"]["batch_size"] == 256  # the paper's linear-evaluation batch
+
+
+@pytest.mark.parametrize("choice, mode", [(None, None), ("offline", "offline"), ("online", "online")])
+def test_the_runners_wandb_logger_follows_wandb_mode_unless_told(tmp_path, choice, mode):
+    """By default (auto) the runner's W&B logger leaves the mode to WANDB_MODE, as cli.py's configs do."""
+    grid = sweep.load_grid(EXPERIMENTS / "grid_short.yaml")
+    cell = grid.cells[0]
+    opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path)]
+                            + (["--wandb", choice] if choice else []))
+    loggers = json.loads(sweep.logger_arg(tmp_path / cell.name, "pretrain", opts, grid, cell).split("=", 1)[1])
+    assert [lg["class_path"].rsplit(".", 1)[1] for lg in loggers] == ["CSVLogger", "WandbLogger"]
+    assert "offline" not in loggers[1]["init_args"]
+    assert loggers[1]["init_args"].get("mode") == mode
+    off = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "off"])
+    assert len(json.loads(sweep.logger_arg(tmp_path, "pretrain", off, grid, cell).split("=", 1)[1])) == 1
 
 
 @pytest.mark.parametrize("order", ["loss first", "temperature first"])
@@ -183,7 +200,8 @@ def test_wandb_sweep_commands_give_the_same_config_in_either_order(capsys, order
     assert loss["class_path"].endswith("HardContrastiveLoss")
     assert loss["init_args"]["temperature"] == 0.3 and loss["init_args"]["num_negatives"] == 4095
     wandb_logger = config["trainer"]["logger"][1]
-    assert wandb_logger["class_path"].endswith("WandbLogger") and wandb_logger["init_args"]["offline"] is False
+    assert wandb_logger["class_path"].endswith("WandbLogger") and not wandb_logger["init_args"]["offline"]
+    assert wandb_logger["init_args"]["mode"] == "online"  # a sweep's runs join it online, whatever WANDB_MODE
 
 
 def test_dry_run_prints_the_commands_and_runs_nothing(capsys, tmp_path):
@@ -357,7 +375,7 @@ def test_a_failing_cell_is_logged_and_the_grid_goes_on(cifar_small, tmp_path):
 def test_subprocess_launcher_runs_a_cell_end_to_end(cifar_small, tmp_path):
     grid = tiny_grid(tmp_path / "grid.yaml", cifar_small, [preset_cell("cifar10/simple")], epochs=1)
     done = subprocess.run([sys.executable, str(ROOT / "scripts/sweep.py"), str(grid), "--out", str(tmp_path / "out"),
-                           "--cache-features"], capture_output=True, text=True, timeout=600)
+                           "--cache-features", "--wandb", "off"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     cell = tmp_path / "out/cifar10/simple"
     marker = json.loads((cell / "finished.json").read_text())
@@ -457,3 +475,37 @@ def test_claims_give_verdict_margin_seed_spread_and_first_epoch():
     assert not rows["Fig 8: the smaller tau, the wider the gap between the positive and the nearest negative"]["holds"]
     assert "simple is the least uniform" not in rows  # no simple cell: the claim is not tested
     assert "| -L_uniformity falls as tau rises (contrastive) | yes | +0.700" in claims.markdown(list(rows.values()))
+
+
+def test_report_reads_plain_cli_runs_and_says_what_it_looked_for(cifar_small, tmp_path, capsys):
+    """Runs of `python cli.py fit` (no sweep) are reported: the linear run is matched to its pretraining."""
+    from tests.conftest import quick_args
+
+    runs = tmp_path / "runs"
+    assert report.main([str(tmp_path), "--out", str(tmp_path / "empty")]) == 1  # nothing there yet
+    said = capsys.readouterr().err
+    assert "no finished run found" in said and "finished.json" in said and "--model.init_args.pretrained" in said
+    assert not (tmp_path / "empty" / "table1.md").exists()
+
+    cli.main(quick_args(cifar_small, runs, "--model.init_args.loss.init_args.temperature=0.3", epochs=1))
+    ckpt = runs / "pretrain/version_0/checkpoints/last.ckpt"
+    assert report.main([str(runs), "--out", str(tmp_path / "pretrain_only")]) == 1  # no accuracy yet
+    assert report.main([str(runs), "--out", str(tmp_path / "partial"), "--include-unfinished", "--no-figures"]) == 0
+    cli.main(["fit", "-c", str(ROOT / "configs/eval/linear.yaml"), "-c", str(ROOT / "configs/logger/csv.yaml"),
+              "-c", str(ROOT / "configs/trainer/cpu.yaml"), f"--model.init_args.pretrained={ckpt}",
+              f"--trainer.default_root_dir={runs}", f"--trainer.logger.init_args.save_dir={runs}",
+              "--trainer.max_epochs=1", "--model.init_args.cache_features=true", *TINY[1:],
+              f"--data.init_args.data_dir={cifar_small}"])
+    moved = tmp_path / "moved"
+    shutil.copytree(runs, moved)  # the configs still name the old place: matched by <name>/version_N
+    for root in (runs, moved):
+        out = tmp_path / f"report_{root.name}"
+        assert report.main([str(root), "--out", str(out), "--no-figures"]) == 0
+        with open(out / "table1.csv", newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        assert row["cell"] == "pretrain/version_0 + linear/version_0" and row["finished"] == "True"
+        linear = last_row(root / "linear/version_0/metrics.csv", "test/top1_last")
+        pretrain = last_row(root / "pretrain/version_0/metrics.csv", "val/uniformity")
+        assert float(row["top1_last"]) == pytest.approx(100 * float(linear["test/top1_last"]), abs=1e-9)
+        assert float(row["uniformity"]) == float(pretrain["val/uniformity"])
+        assert "contrastive" in (out / "table1.md").read_text()

@@ -126,6 +126,37 @@ def test_the_shipped_images_are_the_documented_ones():
     assert "Krizhevsky" in (ROOT / "tests" / "data" / "README.md").read_text()
 
 
+def test_the_readmes_sbatch_line_works_in_a_fresh_clone(tmp_path):
+    """SLURM opens a job's --output file before the job starts: the README's command must create its folder.
+
+    The command is run as written in a fresh folder (the script copied, nothing else), with an
+    ``sbatch`` stand-in that fails, as SLURM's log would, when the --output folder is missing.
+    """
+    import shutil
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"`([^`]*\bsbatch (scripts/\S+\.sh)[^`]*)`", readme)
+    assert commands, "the README shows no sbatch command"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "sbatch"
+    fake.write_text("#!/usr/bin/env bash\n"
+                    'script="${@: -1}"; for a in "$@"; do [[ $a == scripts/*.sh ]] && script=$a && break; done\n'
+                    "out=$(sed -n 's/^#SBATCH --output=//p' \"$script\")\n"
+                    'dir=$(dirname "$out"); [ -d "$dir" ] || { echo "no folder $dir for $out" >&2; exit 1; }\n')
+    fake.chmod(0o755)
+    for command, script in commands:
+        clone = tmp_path / f"clone_{len(list(tmp_path.iterdir()))}"
+        (clone / "scripts").mkdir(parents=True)
+        shutil.copy(ROOT / script, clone / script)
+        assert re.search(r"^#SBATCH --output=\S+/", (clone / script).read_text(), re.MULTILINE)
+        runnable = command.replace("[cli args]", "")
+        proc = subprocess.run(["bash", "-c", runnable], cwd=clone, capture_output=True, text=True,
+                              env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+        assert proc.returncode == 0, (command, proc.stderr)
+
+
 # ------------------------------------------------------------------ set-up on a stock Python
 def make_dry_run(tmp_path, *targets: str, venv_exists: bool = False) -> str:
     """What ``make`` would run in a copy of the Makefile and requirements (``-n``: nothing is run)."""
