@@ -163,7 +163,7 @@ class EmbeddingMetrics(Callback):
                                [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
         if self.plot and trainer.is_global_zero:
             path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png",
-                                                 run=plots.run_label(pl_module, trainer.datamodule))
+                                                 run=plots.run_label(trainer.lightning_module, trainer.datamodule))
             self._send_image(trainer, "plots/similarity_profile", path)
 
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule,
