@@ -219,8 +219,9 @@ class SuiteCLI(LightningCLI):
         model = self.model
         if isinstance(model, SuiteModule) and model.evaluates_on_test_after_fit and not self.trainer.interrupted:
             self.trainer.test(model, datamodule=self.datamodule)
+        folder = run_folder(self.trainer)  # trainer.log_dir broadcasts: every rank asks, together
         if self.trainer.is_global_zero:
-            print(f"run folder: {run_folder(self.trainer)}", flush=True)
+            print(f"run folder: {folder}", flush=True)
 
 
 def run_folder(trainer) -> Path:

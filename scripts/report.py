@@ -238,14 +238,14 @@ def find_cli_runs(root: Path, include_unfinished: bool) -> list[CellResult]:
         epochs, metrics = last_epoch_values([pretrained], "val/")
         name = f"{pretrained.relative_to(root.resolve()).as_posix()} + {linear.relative_to(root).as_posix()}"
         results[pretrained] = CellResult(name, dataset, loss, temperature, epochs, {**metrics, **test}, True,
-                                         str(linear))  # a later linear run of the same pretraining wins
+                                         str(linear), trajectory([pretrained]))  # a later linear run wins
     if include_unfinished:
         for run, config in pretrain_runs.items():
             if run not in results:
                 dataset, loss, temperature = describe(config)
                 epochs, metrics = last_epoch_values([run], "val/")
                 results[run] = CellResult(run.relative_to(root.resolve()).as_posix(), dataset, loss, temperature,
-                                          epochs, metrics, False, str(run))
+                                          epochs, metrics, False, str(run), trajectory([run]))
     return [results[run] for run in sorted(results)]
 
 
