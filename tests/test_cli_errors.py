@@ -126,8 +126,7 @@ def outcomes(cifar_small, tmp_path_factory, request):
 
 
 # every case runs in CI (make test MARK=); these few, one of each kind, in the default `make test`
-DEFAULT_CASES = ("temperature 0", "unknown loss", "abbreviated flag", "batch not divisible", "pretrained unset",
-                 "pretrained unsafe", "ckpt_path garbage")
+DEFAULT_CASES = ("temperature 0", "unknown loss", "abbreviated flag", "pretrained unsafe", "ckpt_path garbage")
 CASE_NAMES = ["temperature 0", "num_negatives 0", "alpha 1.5", "both", "neither", "unknown loss", "typo in a flag",
               "abbreviated flag", "bank size", "views", "corrupt dataset", "batch not divisible", "pretrained unset",
               "pretrained missing", "pretrained garbage", "pretrained unsafe", "ckpt_path garbage",
