@@ -123,23 +123,29 @@ def versions(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
 
 
-def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int | None, dict[str, float]]:
-    """The ``prefix`` metrics of the highest epoch over the runs' metrics.csv files, in version order.
+def metrics_by_epoch(runs: Iterable[Path], prefixes: tuple[str, ...]) -> dict[int, dict[str, float]]:
+    """epoch -> every metric whose name starts with one of ``prefixes``, over the runs' metrics.csv in version order.
 
     A resumed run continues the versions before it (later values win); a run that starts again at
-    epoch 0 replaces them (the runner restarts a pretraining that died before its first checkpoint).
+    epoch 0 or -1 replaces them (the runner restarts a pretraining that died before its first checkpoint).
     """
     by_epoch: dict[int, dict[str, float]] = defaultdict(dict)
     for run in runs:
         if not (run / "metrics.csv").is_file():
             continue
-        rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(prefix)})
+        rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(prefixes)})
                 for row in read_csv_rows(run / "metrics.csv") if "epoch" in row]
         rows = [(epoch, values) for epoch, values in rows if values]
         if rows and min(epoch for epoch, _ in rows) <= 0:  # epoch -1: the metrics before training
             by_epoch.clear()  # a fresh start (not a resume): what came before it was abandoned
         for epoch, values in rows:
             by_epoch[epoch].update(values)
+    return dict(sorted(by_epoch.items()))
+
+
+def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int | None, dict[str, float]]:
+    """(epochs trained, the ``prefix`` metrics of the highest epoch), or (None, {}) when nothing was logged."""
+    by_epoch = metrics_by_epoch(runs, (prefix,))
     if not by_epoch:
         return None, {}
     epoch = max(by_epoch)
@@ -147,19 +153,8 @@ def last_epoch_values(runs: Iterable[Path], prefix: str = "val/") -> tuple[int |
 
 
 def trajectory(runs: Iterable[Path]) -> dict[int, dict[str, float]]:
-    """epoch -> every ``val/*``/``bank/*`` value logged at it, over the runs in version order (as above)."""
-    by_epoch: dict[int, dict[str, float]] = defaultdict(dict)
-    for run in runs:
-        if not (run / "metrics.csv").is_file():
-            continue
-        rows = [(int(float(row["epoch"])), {k: float(v) for k, v in row.items() if k.startswith(("val/", "bank/"))})
-                for row in read_csv_rows(run / "metrics.csv") if "epoch" in row]
-        rows = [(epoch, values) for epoch, values in rows if values]
-        if rows and min(epoch for epoch, _ in rows) <= 0 and any(e <= 0 for e in by_epoch):
-            by_epoch.clear()  # a fresh start replaces an abandoned one
-        for epoch, values in rows:
-            by_epoch[epoch].update(values)
-    return dict(sorted(by_epoch.items()))
+    """epoch -> every ``val/*`` and ``bank/*`` value logged at it (the report's trajectory figure)."""
+    return metrics_by_epoch(runs, ("val/", "bank/"))
 
 
 def load_local_cell(cell_dir: Path) -> CellResult | None:

@@ -418,6 +418,10 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     resumed = write(2, [(2, 3.0)])  # and resumed from it
     assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
     assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
+    # the trajectory figure follows the same versions: the abandoned run's epoch 2 is gone
+    assert report.trajectory([abandoned, fresh, resumed]) == \
+        {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}, 2: {"val/uniformity": 3.0}}
+    assert report.trajectory([abandoned, fresh]) == {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}}
 
 
 @pytest.mark.parametrize("grid_name", ["grid_cpu.yaml", "grid_early_phase.yaml"])
