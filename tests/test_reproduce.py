@@ -424,7 +424,7 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     assert report.trajectory([abandoned, fresh]) == {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}}
 
 
-@pytest.mark.parametrize("grid_name", ["grid_cpu.yaml", "grid_early_phase.yaml"])
+@pytest.mark.parametrize("grid_name", ["grid_cpu.yaml", "grid_early_phase.yaml", "grid_cpu_accuracy.yaml"])
 def test_cpu_grids_resolve_every_cell(grid_name, capsys):
     """Each cell's pretraining and linear arguments parse (a null on the command line, say, would not)."""
     grid = sweep.load_grid(EXPERIMENTS / grid_name)
@@ -435,6 +435,12 @@ def test_cpu_grids_resolve_every_cell(grid_name, capsys):
         loss = pretrain["model"]["init_args"]["loss"]
         if "Hard" in loss["class_path"]:
             assert loss["init_args"]["alpha"] == 0.0819 and loss["init_args"]["num_negatives"] is None
+        if cell.name.endswith("_lrscaled"):  # the step size lr/tau of grid_cpu's tau-0.07 cell
+            lr = pretrain["model"]["init_args"]["optimizer"]["init_args"]["lr"]
+            assert lr / loss["init_args"]["temperature"] == pytest.approx(0.03 / 0.07, rel=2e-3)  # lr to 3 digits
+        if cell.name.endswith("_ep120"):  # twice grid_cpu's length, the lr drops at the same fractions
+            assert pretrain["trainer"]["max_epochs"] == 120
+            assert pretrain["model"]["init_args"]["scheduler"]["init_args"]["milestones"] == [96, 114]
     fake_ckpt = "runs/x/last.ckpt"
     linear = sweep.linear_command(grid, grid.cells[0], Path("/tmp/cell"), sweep.parse_args([str(EXPERIMENTS / grid_name), "--out", "/tmp/cells"]),
                                   Path(fake_ckpt))
