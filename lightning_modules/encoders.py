@@ -78,7 +78,11 @@ class Encoder(nn.Module):
     out_dim: int
 
     def _record_init_args(self, owner: type, **init_args: Any) -> None:
-        """Remember the constructor's arguments (plain values) so :meth:`describe` can rebuild this encoder."""
+        """Remember the constructor's arguments (plain values) so :meth:`describe` can rebuild this encoder.
+
+        Name every argument: linear evaluation rebuilds the encoder from this record alone
+        (``tests/test_linear_eval.py`` checks it against each encoder's signature).
+        """
         self._init_args = (owner, dict(init_args))
 
     def describe(self) -> dict[str, Any] | None:
@@ -124,7 +128,7 @@ class ResNetEncoder(Encoder):
                  out_dim: int = 128, bn_group_size: int | None = None, head_norm: bool = False) -> None:
         super().__init__()
         self._record_init_args(ResNetEncoder, arch=arch, cifar_stem=cifar_stem, out_dim=out_dim,
-                               bn_group_size=bn_group_size)
+                               bn_group_size=bn_group_size, head_norm=head_norm)
         if out_dim < 1:
             raise ValueError(f"out_dim must be >= 1, got {out_dim}")
         if bn_group_size is not None and bn_group_size < 2:
@@ -159,7 +163,7 @@ class SmallConvEncoder(Encoder):
 
     def __init__(self, width: int = 16, out_dim: int = 128, batchnorm: bool = True, head_norm: bool = False) -> None:
         super().__init__()
-        self._record_init_args(SmallConvEncoder, width=width, out_dim=out_dim, batchnorm=batchnorm)
+        self._record_init_args(SmallConvEncoder, width=width, out_dim=out_dim, batchnorm=batchnorm, head_norm=head_norm)
         layers: list[nn.Module] = []
         channels = [3, width, 2 * width, 4 * width]
         for c_in, c_out in zip(channels[:-1], channels[1:]):

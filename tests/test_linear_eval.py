@@ -133,7 +133,8 @@ def test_checkpoint_of_a_module_built_in_python_loads(tmp_path):
     trainer.save_checkpoint(tmp_path / "python.ckpt")
     saved = torch.load(tmp_path / "python.ckpt", map_location="cpu", weights_only=True)  # plain: no objects
     assert saved["encoder_config"] == {"class_path": "lightning_modules.encoders.SmallConvEncoder",
-                                       "init_args": {"width": 4, "out_dim": 8, "batchnorm": True}}
+                                       "init_args": {"width": 4, "out_dim": 8, "batchnorm": True,
+                                                     "head_norm": False}}
     assert "encoder" not in saved["hyper_parameters"] and saved["hyper_parameters"]["num_samples"] == 10
     encoder = load_pretrained_encoder(tmp_path / "python.ckpt")
     assert isinstance(encoder, SmallConvEncoder)
@@ -177,6 +178,32 @@ def test_pretraining_last_ckpt_holds_the_final_epoch(cifar_small, tmp_path):
     ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 2 and ckpt["global_step"] == run.trainer.global_step
     torch.testing.assert_close(ckpt["state_dict"]["negatives.bank"], run.model.negatives.bank)
+
+
+# every constructor argument set away from its default, so a forgotten one changes the rebuilt encoder
+NON_DEFAULT_ARGS = {"SmallConvEncoder": {"width": 4, "out_dim": 8, "batchnorm": False, "head_norm": True},
+                    "ResNetEncoder": {"arch": "resnet34", "cifar_stem": False, "out_dim": 8, "bn_group_size": 2,
+                                      "head_norm": True}}
+
+
+@pytest.mark.parametrize("name", sorted(NON_DEFAULT_ARGS))
+def test_an_encoder_description_names_every_argument_and_rebuilds_the_same_network(name):
+    """Linear evaluation rebuilds the encoder from ``describe()``: a missing argument (head_norm was one) breaks it."""
+    import inspect
+
+    from lightning_modules import encoders
+    from lightning_modules.linear_eval import encoder_from_description
+
+    cls = getattr(encoders, name)
+    parameters = set(inspect.signature(cls).parameters)
+    assert parameters == set(NON_DEFAULT_ARGS[name]), "give every argument a non-default value here"
+    assert all(inspect.signature(cls).parameters[k].default != v for k, v in NON_DEFAULT_ARGS[name].items())
+    original = cls(**NON_DEFAULT_ARGS[name])
+    description = original.describe()
+    assert set(description["init_args"]) == parameters
+    rebuilt = encoder_from_description(description, "test")
+    rebuilt.load_state_dict(original.state_dict(), strict=True)  # the same modules, parameters and buffers
+    assert str(rebuilt) == str(original)
 
 
 def test_cli_checkpoints_are_plain_and_describe_their_encoder(pretrained):
