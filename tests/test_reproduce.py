@@ -54,7 +54,9 @@ def tiny_grid(path: Path, data_dir: Path, cells: list[dict], epochs: int = 2) ->
         "name": "tiny",
         "pretrain": ["-c", "configs/base.yaml", "-c", "configs/model/small.yaml", "-c", "configs/trainer/cpu.yaml",
                      f"--trainer.max_epochs={epochs}", f"--data.init_args.data_dir={data_dir}",
-                     "--data.init_args.batch_size=32", *TINY],
+                     "--data.init_args.batch_size=32",
+                     "--model.init_args.encoder.init_args.head_norm=true",  # the CPU reproduction's head: the
+                     *TINY],  # linear runs below rebuild it from the checkpoint
         "linear": ["-c", "configs/eval/linear.yaml", "-c", "configs/trainer/cpu.yaml", "--trainer.max_epochs=3",
                    "--model.init_args.optimizer.init_args.lr=1.0", f"--data.init_args.data_dir={data_dir}",
                    "--data.init_args.batch_size=64", *TINY],
