@@ -305,6 +305,33 @@ def test_report_reads_back_the_runs_numbers(tiny_sweep, tmp_path):
             assert image.format == "PNG" and min(image.size) > 100
 
 
+def test_compare_keeps_one_row_per_cell_in_the_patterns_order(tiny_sweep, tmp_path, capsys):
+    compare = _script("compare")
+    _, out = tiny_sweep
+    # a copy of the tau-0.07 cell under another name: report.py would average the two, compare keeps both
+    shutil.copytree(out / CELLS[0], tmp_path / "runs" / f"{CELLS[0]}_copy")
+    for name in CELLS:
+        shutil.copytree(out / name, tmp_path / "runs" / name)
+    assert compare.main([str(tmp_path / "runs"), "--cells", "*hard*", "*tau0.07*", "--out", str(tmp_path / "cmp"),
+                         "--metrics", "uniformity", "knn_top1"]) == 0
+    with open(tmp_path / "cmp" / "cells.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["cell"] for r in rows] == [CELLS[1], CELLS[0], f"{CELLS[0]}_copy"]  # hard first: the patterns' order
+    for row in rows:
+        source = out / row["cell"].removesuffix("_copy")
+        pretrain = last_row(source / "pretrain/version_0/metrics.csv", "val/uniformity")
+        linear = last_row(source / "linear/version_0/metrics.csv", "test/top1_last")
+        assert row["uniformity"] == f"{float(pretrain['val/uniformity']):.3f}"
+        assert row["knn_top1"] == f"{100 * float(pretrain['val/knn_top1']):.1f}"
+        assert row["top1_last"] == f"{100 * float(linear['test/top1_last']):.1f}"
+        assert row["top1_lbfgs"] == ""  # the tiny grid runs no L-BFGS probe: empty, never filled in
+        assert row["epochs"] == "2"
+    assert (tmp_path / "cmp" / "cells.md").read_text().count("\n") == 2 + len(rows)
+    assert (tmp_path / "cmp" / "trajectories.png").stat().st_size > 1000
+    assert compare.main([str(tmp_path / "runs"), "--cells", "*simple*", "--out", str(tmp_path / "none")]) == 1
+    assert "no finished cell" in capsys.readouterr().err
+
+
 def test_lost_linear_evaluation_is_redone_alone(tiny_sweep, tmp_path):
     grid, original = tiny_sweep
     out = tmp_path / "out"
