@@ -50,6 +50,16 @@ def _check_lam(lam: float | None) -> float | None:
 
 
 # --------------------------------------------------------------------------- Eq 5
+def _check_penalty_args(neg: Tensor, temperature: float) -> None:
+    """The checks Eq 5's functions share: neg is (B, K) with K >= 1 and tau > 0."""
+    if neg.dim() != 2:
+        raise ValueError(f"neg must be 2-D (N, d), got shape {tuple(neg.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if neg.shape[1] < 1:
+        raise ValueError("neg needs at least one negative per anchor, got K = 0")
+
+
 def relative_penalty(neg: Tensor, temperature: float) -> Tensor:
     """Relative penalty of Eq 5: ``r_i(s_ij) = exp(s_ij / tau) / sum_{k != i} exp(s_ik / tau)``.
 
@@ -60,12 +70,7 @@ def relative_penalty(neg: Tensor, temperature: float) -> Tensor:
     Returns:
         (B, K), each row a distribution over that anchor's negatives.
     """
-    if neg.dim() != 2:
-        raise ValueError(f"neg must be 2-D (N, d), got shape {tuple(neg.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if neg.shape[1] < 1:
-        raise ValueError("neg needs at least one negative per anchor, got K = 0")
+    _check_penalty_args(neg, temperature)
     return torch.softmax(_at_least_fp32(neg) / temperature, dim=1)
 
 
@@ -83,15 +88,10 @@ def relative_penalty_entropy(pos: Tensor, neg: Tensor, temperature: float) -> Te
     Returns:
         A scalar tensor.
     """
-    if neg.dim() != 2:
-        raise ValueError(f"neg must be 2-D (N, d), got shape {tuple(neg.shape)}")
+    _check_penalty_args(neg, temperature)
     if pos.numel() != neg.shape[0] or pos.dim() > 2 or (pos.dim() == 2 and pos.shape[1] != 1):
         raise ValueError(f"pos must have shape ({neg.shape[0]},) or ({neg.shape[0]}, 1) to match neg "
                          f"{tuple(neg.shape)}, got {tuple(pos.shape)}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if neg.shape[1] < 1:
-        raise ValueError("neg needs at least one negative per anchor, got K = 0")
     log_r = torch.log_softmax(_at_least_fp32(neg) / temperature, dim=1)  # (B, K)
     entropy = torch.special.entr(log_r.exp()).sum(dim=1)  # (B,); entr(0) = 0, where r * log r would give nan
     return entropy.mean()
