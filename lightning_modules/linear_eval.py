@@ -196,7 +196,8 @@ class LinearEvalModule(SuiteModule):
         self._encoder_snapshot: dict[str, torch.Tensor] | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self.lbfgs_probe = lbfgs_probe
-        self._test_feats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_feats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._test_preds: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     @property
     def augmentation_stage(self) -> str:  # read by the datamodule
@@ -281,38 +282,78 @@ class LinearEvalModule(SuiteModule):
         if self.best_val_top1 < 0:  # never validated: the best classifier is the last one
             self.best_classifier.load_state_dict(self.classifier.state_dict())
         self._test_feats = []
+        self._test_preds = []
+
+    def _gathered(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The test split's rows from every rank (one tensor per batch here)."""
+        local = torch.cat(parts)
+        if self.trainer.world_size > 1:
+            local = self.all_gather(local).reshape(-1, *local.shape[1:])
+        return local
 
     def on_test_epoch_end(self) -> None:
+        if self._test_preds:  # the SGD probe's last classifier, per test image (paired comparisons of cells)
+            index, label, pred = (self._gathered([p[i] for p in self._test_preds]) for i in range(3))
+            self._test_preds = []
+            self._write_predictions("sgd", index, label, pred)
         if not self.lbfgs_probe or not self._test_feats:
             return
         from lightning_modules.probe import lbfgs_probe
 
-        feats = torch.cat([f for f, _ in self._test_feats])
-        labels = torch.cat([y for _, y in self._test_feats])
-        self._test_feats = []
-        if self.trainer.world_size > 1:  # every rank fits the same probe on the whole test split
-            feats = self.all_gather(feats).reshape(-1, feats.shape[-1])
-            labels = self.all_gather(labels).reshape(-1)
+        index, feats, labels = (self._gathered([f[i] for f in self._test_feats]) for i in range(3))
+        self._test_feats = []  # every rank fits the same probe on the whole test split
         if self._cache is None:
             self._build_cache()
         train_x, train_y = self._cache
-        result = lbfgs_probe(train_x, train_y, feats, labels, self.num_classes)
+        result = lbfgs_probe(train_x, train_y, feats, labels, self.num_classes, return_predictions=True)
         self.log("test/top1_lbfgs", result["top1"], rank_zero_only=False)
         self.log("test/lbfgs_l2", result["l2"], rank_zero_only=False)
+        self._write_predictions("lbfgs", index, labels, result["pred"])
+
+    def _write_predictions(self, probe: str, index: torch.Tensor, label: torch.Tensor, pred: torch.Tensor) -> None:
+        """``predictions_<probe>.npz`` in the run folder (rank 0; nothing without a file logger's folder)."""
+        folder = self.trainer.log_dir if self.trainer.loggers else None
+        if folder is None or not self.trainer.is_global_zero:
+            return
+        write_predictions(Path(folder) / f"predictions_{probe}.npz", index, label, pred)
 
     def test_step(self, batch: tuple, batch_idx: int) -> None:
-        _, images, label = batch
+        index, images, label = batch
         feats = self.features(images)
-        last = self.classifier(feats)
+        last = self.classifier(feats)  # (B, C)
         best = self.best_classifier(feats)
         self.test_last(last, label)
         self.test_last5(last, label)
         self.test_best(best, label)
+        self._test_preds.append((index, label, last.argmax(dim=1)))  # on the device: no host sync per batch
         if self.lbfgs_probe:
-            self._test_feats.append((feats, label))
+            self._test_feats.append((index, feats, label))
         self.log("test/top1_last", self.test_last, on_epoch=True)
         self.log("test/top5_last", self.test_last5, on_epoch=True)
         self.log("test/top1_best", self.test_best, on_epoch=True)
 
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return self.classifier.parameters()
+
+
+def write_predictions(path: str | Path, index: torch.Tensor, label: torch.Tensor, pred: torch.Tensor) -> Path:
+    """Per-test-image predictions of one probe: arrays ``index``, ``label``, ``pred`` (int64), sorted by ``index``.
+
+    Args:
+        path: the ``.npz`` file (``predictions_sgd.npz``, ``predictions_lbfgs.npz``).
+        index: (M,) test-set index of each image (the datamodule's, so two runs on the same split match).
+        label: (M,) true class.
+        pred: (M,) predicted class.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    import numpy as np
+
+    index, label, pred = (t.detach().to("cpu", torch.int64).reshape(-1) for t in (index, label, pred))
+    if not index.numel() == label.numel() == pred.numel():
+        raise ValueError(f"index, label and pred differ in length: {index.numel()}, {label.numel()}, {pred.numel()}")
+    order = torch.argsort(index, stable=True)
+    path = Path(path)
+    np.savez_compressed(path, index=index[order].numpy(), label=label[order].numpy(), pred=pred[order].numpy())
+    return path

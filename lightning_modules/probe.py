@@ -24,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,7 @@ def accuracy(x: Tensor, y: Tensor, weight: Tensor, bias: Tensor) -> float:
 
 def lbfgs_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int,
                 l2_grid: Sequence[float] = DEFAULT_L2, val_fraction: float = 0.1, seed: int = 0,
-                max_iter: int = 500) -> dict[str, float]:
+                max_iter: int = 500, return_predictions: bool = False) -> dict[str, Any]:
     """Test accuracy of the best linear classifier of frozen features (see the module's docstring).
 
     Args:
@@ -96,9 +96,10 @@ def lbfgs_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor
         val_fraction: fraction of the training split held out to choose the strength.
         seed: seed of that split.
         max_iter: L-BFGS iterations per fit.
+        return_predictions: also return ``"pred"``, the (M,) predicted class of each test row.
 
     Returns:
-        ``{"top1": test accuracy, "l2": chosen strength, "val_top1": its held-out accuracy}``.
+        ``{"top1": test accuracy, "l2": chosen strength, "val_top1": its held-out accuracy}`` (and ``"pred"``).
     """
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -116,4 +117,8 @@ def lbfgs_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor
     best = max(range(len(l2_grid)), key=lambda i: (scores[i], l2_grid[i]))  # ties: the stronger L2
     xs_train, xs_test = standardize(train_x.float(), test_x.float())
     w, b = fit_logistic(xs_train, train_y, num_classes, l2_grid[best], max_iter)
-    return {"top1": accuracy(xs_test, test_y, w, b), "l2": float(l2_grid[best]), "val_top1": scores[best]}
+    out: dict[str, Any] = {"top1": accuracy(xs_test, test_y, w, b), "l2": float(l2_grid[best]),
+                           "val_top1": scores[best]}
+    if return_predictions:
+        out["pred"] = (xs_test @ w.T + b).argmax(dim=1)  # (M,)
+    return out

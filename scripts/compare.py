@@ -66,18 +66,20 @@ def markdown(table: list[dict[str, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, help="a sweep output folder (scripts/sweep.py --out) or cli.py runs")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="sweep output folders (scripts/sweep.py --out; each grid has its own) or cli.py runs")
     parser.add_argument("--cells", nargs="+", default=["*"], help="cell names or globs, in the table's order")
     parser.add_argument("--metrics", nargs="+", default=["knn_top1", "uniformity", "tolerance"],
                         help="val/ metrics of the trajectory figure (names without val/)")
     parser.add_argument("--out", type=Path, required=True, help="folder for cells.md, cells.csv, trajectories.png")
     parser.add_argument("--title", default="Trajectories", help="the figure's title")
     opts = parser.parse_args(argv)
-    if not opts.runs.is_dir():
-        parser.error(f"{opts.runs} is not a folder")
-    cells = select(find_local_cells(opts.runs, include_unfinished=False), opts.cells)
+    for root in opts.runs:
+        if not root.is_dir():
+            parser.error(f"{root} is not a folder")
+    cells = select([c for root in opts.runs for c in find_local_cells(root, include_unfinished=False)], opts.cells)
     if not cells:
-        print(f"error: no finished cell in {opts.runs} matches {' '.join(opts.cells)} "
+        print(f"error: no finished cell in {' '.join(map(str, opts.runs))} matches {' '.join(opts.cells)} "
               "(names as scripts/report.py gives them: the cell folders)", file=sys.stderr)
         return 1
     table = rows(cells)

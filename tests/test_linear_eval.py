@@ -158,8 +158,21 @@ def test_lbfgs_probe_reaches_at_least_the_sgd_probe_and_is_logged(cifar_subset, 
     for _, images, label in dm.test_dataloader():
         feats.append(model.features(images))
         labels.append(label)
-    expected = lbfgs_probe(train_x, train_y, torch.cat(feats), torch.cat(labels), 10)
+    expected = lbfgs_probe(train_x, train_y, torch.cat(feats), torch.cat(labels), 10, return_predictions=True)
     assert float(metrics["test/top1_lbfgs"]) == pytest.approx(expected["top1"])
+    # both probes' per-test-image predictions are in the run folder, sorted by the test-set index
+    import numpy as np
+
+    indices = torch.cat([index for index, _, _ in dm.test_dataloader()])
+    order = torch.argsort(indices)
+    for probe, key, pred in (("sgd", "test/top1_last", torch.cat([model.classifier(f) for f in feats]).argmax(1)),
+                             ("lbfgs", "test/top1_lbfgs", expected["pred"])):
+        saved = np.load(run_dir(tmp_path, "linear") / f"predictions_{probe}.npz")
+        assert sorted(saved.files) == ["index", "label", "pred"] and saved["index"].dtype == np.int64
+        assert np.array_equal(saved["index"], indices[order].numpy()) and len(saved["index"]) == 150
+        assert np.array_equal(saved["label"], torch.cat(labels)[order].numpy())
+        assert np.array_equal(saved["pred"], pred[order].numpy())
+        assert (saved["pred"] == saved["label"]).mean() == pytest.approx(float(metrics[key]), abs=1e-6)
 
 
 @pytest.mark.parametrize("every", [3, 1])
