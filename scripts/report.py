@@ -491,6 +491,31 @@ def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
     return written
 
 
+# ------------------------------------------------------------ runs and verdicts
+CLAIMS_HEADER = ("# The paper's claims on these runs\n\n"
+                 "Each claim of `scripts/claim_catalogue.py`, decided by the rule of `scripts/verdicts.py` "
+                 "(docs/reproduce.md, \"How a verdict is decided\").\n\n")
+
+
+def cell_from_run(run) -> CellResult:
+    """A :class:`scripts.runs.Run` (accuracies in percent) as the table's :class:`CellResult` (fractions)."""
+    from scripts.runs import is_accuracy  # noqa: PLC0415
+
+    def fractions(values: dict[str, float]) -> dict[str, float]:
+        return {k: v / 100.0 if is_accuracy(k) else v for k, v in values.items()}
+
+    return CellResult(run.name, run.dataset, LOSS_KEYS.get(run.loss, run.loss), run.temperature, run.epochs,
+                      fractions(run.metrics),
+                      run.finished, run.source, {e: fractions(v) for e, v in run.trajectory.items()})
+
+
+def verdict_markdown(groups) -> str:
+    """The verdict table of every catalogued claim on these groups (the cells are the groups' keys)."""
+    from scripts import claim_catalogue, report_data  # noqa: PLC0415
+
+    return claim_catalogue.markdown(claim_catalogue.evaluate(report_data.verdict_table(groups)))
+
+
 # -------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -503,24 +528,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb-entity")
     parser.add_argument("--wandb-group", help="only W&B runs of this group (the grid's name)")
     parser.add_argument("--no-figures", action="store_true", help="the table only")
+    parser.add_argument("--from-data", type=Path, metavar="DATA",
+                        help="rebuild from a report's committed data folder (<report>/data) instead of runs")
+    parser.add_argument("--doc", type=Path, action="append", default=[],
+                        help="a Markdown file whose '<!-- generated:verdicts -->' ... '<!-- /generated -->' block "
+                             "gets the verdict table (e.g. docs/reproduce.md); repeatable")
     opts = parser.parse_args(argv)
-    if not opts.runs and not opts.wandb_project:
-        parser.error("give a runs folder, --wandb-project, or both")
-    cells: list[CellResult] = []
-    for root in opts.runs:
-        if not root.is_dir():
-            parser.error(f"{root} is not a folder")
-        cells += find_local_cells(root, opts.include_unfinished)
-    if opts.wandb_project:
-        cells += load_wandb_cells(opts.wandb_project, opts.wandb_entity, opts.wandb_group)
+    from scripts import report_data  # noqa: PLC0415
+    from scripts.runs import find_runs, find_wandb_runs, group_runs  # noqa: PLC0415
+
+    if opts.from_data is not None:
+        if opts.runs or opts.wandb_project:
+            parser.error("--from-data rebuilds from the data alone: give no runs folder or W&B project with it")
+        try:
+            runs = report_data.read_runs(opts.from_data)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    elif not opts.runs and not opts.wandb_project:
+        parser.error("give a runs folder, --wandb-project, --from-data, or one of the first two together")
+    else:
+        runs = []
+        for root in opts.runs:
+            if not root.is_dir():
+                parser.error(f"{root} is not a folder")
+            runs += find_runs(root, opts.include_unfinished)
+        if opts.wandb_project:
+            runs += [r for r in find_wandb_runs(opts.wandb_project, opts.wandb_entity, opts.wandb_group)
+                     if r.finished or opts.include_unfinished]
+    cells = [cell_from_run(r) for r in runs]
     if not any(c.finished for c in cells) and not (opts.include_unfinished and cells):
         where = ", ".join(str(r) for r in opts.runs) + (f" and W&B project {opts.wandb_project}"
                                                         if opts.wandb_project else "")
-        print(f"error: no finished run found in {where}. Looked for scripts/sweep.py cells (<cell>/finished.json "
-              "with <cell>/pretrain/version_N/config.yaml) and for cli.py runs: a linear evaluation "
-              "<name>/version_N/ whose config.yaml names a pretraining checkpoint (--model.init_args.pretrained) "
-              "of a pretraining run in the same folder and whose metrics.csv holds test/top1_last. "
-              "--include-unfinished also reports pretrainings without an accuracy", file=sys.stderr)
+        print(f"error: no finished run found in {where or opts.from_data}. Looked for scripts/sweep.py cells "
+              "(<cell>/finished.json with <cell>/pretrain/version_N/config.yaml) and for cli.py runs: a linear "
+              "evaluation <name>/version_N/ whose config.yaml names a pretraining checkpoint "
+              "(--model.init_args.pretrained) of a pretraining run in the same folder and whose metrics.csv holds "
+              "test/top1_last. --include-unfinished also reports pretrainings without an accuracy", file=sys.stderr)
         return 1
     paper = paper_table()
     paper_columns = yaml.safe_load(PAPER_TABLE.read_text())["columns"]
@@ -528,11 +572,17 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(cells, paper, opts.out / "table1.csv")
     (opts.out / "table1.md").write_text(markdown_table(cells, paper, paper_columns) + "\n")
     written = [opts.out / "table1.md", opts.out / "table1.csv"]
-    if cells:
-        from scripts.claims import evaluate, markdown  # noqa: PLC0415
-
-        (opts.out / "claims.md").write_text("# The paper's claims on these runs\n\n" + markdown(evaluate(cells)))
-        written.append(opts.out / "claims.md")
+    groups = group_runs(runs)
+    data = opts.out / "data"
+    if opts.from_data is None or data.resolve() != opts.from_data.resolve():  # never overwrite the input
+        report_data.write_data(data, groups)
+        written.append(data)
+    verdicts = verdict_markdown(groups)
+    (opts.out / "claims.md").write_text(CLAIMS_HEADER + verdicts)
+    written.append(opts.out / "claims.md")
+    for doc in opts.doc:
+        doc.write_text(report_data.replace_block(doc.read_text(), "verdicts", verdicts))
+        written.append(doc)
     if not opts.no_figures:
         written += figures(cells, paper, opts.out)
     print(f"{len(cells)} runs ({sum(c.finished for c in cells)} finished); wrote "
