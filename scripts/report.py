@@ -421,74 +421,14 @@ def markdown_table(cells: list[CellResult], paper: dict, paper_columns: list[str
 
 
 # ---------------------------------------------------------------------- figures
-def figures(cells: list[CellResult], paper: dict, out: Path) -> list[Path]:
+def figures(groups, paper: dict, out: Path) -> list[Path]:
+    """Fig 3 (analytic) and the figures of our runs with their seeds' spread (:func:`scripts.figures.seed_figures`)."""
     from callbacks import plots  # noqa: PLC0415  (matplotlib: only the figures need it)
-    from scripts.figures import plot_metric_vs_temperature, plot_similarity_profiles, plot_trajectories  # noqa: PLC0415
+    from scripts.figures import seed_figures  # noqa: PLC0415
 
-    agg = aggregate(cells)
-    datasets = sorted({c.dataset for c in cells}, key=lambda d: list(DATASET_TITLES).index(d)
-                      if d in DATASET_TITLES else len(DATASET_TITLES))
-    written = []
-    taus = sorted({c.temperature for c in cells if c.temperature is not None}) or [0.07, 0.3, 0.7, 1.0]
-    written.append(plots.plot_relative_penalty(taus, out / "fig3_relative_penalty.png"))
-    if not cells:  # Figs 4-9 plot our runs (beside the paper's): nothing to draw
-        return written
-
-    def curves(loss: str, key: str) -> dict[str, dict[float, float]]:
-        return {DATASET_TITLES.get(d, d): {a["temperature"]: a[key] for (ds, _), a in agg.items()
-                                           if ds == d and a["loss"] == loss and a["temperature"] is not None
-                                           and a[key] is not None} for d in datasets}
-
-    def references(loss: str, key: str) -> dict[str, dict[float, float]]:
-        refs = {}
-        for d in datasets:
-            points = {float(col.partition("_tau")[2]): vals[key] for col, vals in paper.get(d, {}).items()
-                      if col.startswith(f"{loss}_tau") and key in vals}
-            if points:
-                refs[DATASET_TITLES.get(d, d)] = points
-        return refs
-
-    def levels(loss: str, key: str, paper_key: str) -> dict[str, float]:
-        mine = {f"{DATASET_TITLES.get(ds, ds)}, {LOSS_TITLES[loss]} (ours)": a[key] for (ds, _), a in agg.items()
-                if a["loss"] == loss and a[key] is not None}
-        theirs = {f"{DATASET_TITLES.get(d, d)}, {LOSS_TITLES[loss]} (paper)": paper[d][loss][paper_key]
-                  for d in datasets if paper_key in paper.get(d, {}).get(loss, {})}
-        return {**mine, **theirs}
-
-    specs = [("fig4_uniformity_contrastive.png", "contrastive", "uniformity", "uniformity", "simple",
-              "-L_uniformity", "Uniformity, contrastive loss (Fig 4)"),
-             ("fig5_tolerance_contrastive.png", "contrastive", "tolerance", "tolerance", "simple",
-              "tolerance", "Tolerance, contrastive loss (Fig 5)"),
-             ("fig6_uniformity_hard_contrastive.png", "hard_contrastive", "uniformity", "uniformity", "hard_simple",
-              "-L_uniformity", "Uniformity, hard contrastive loss (Fig 6)"),
-             ("fig7_tolerance_hard_contrastive.png", "hard_contrastive", "tolerance", "tolerance", "hard_simple",
-              "tolerance", "Tolerance, hard contrastive loss (Fig 7)")]
-    for name, loss, key, paper_key, flat_loss, ylabel, title in specs:
-        written.append(plot_metric_vs_temperature(curves(loss, key), out / name, ylabel, title,
-                                                        references(loss, paper_key),
-                                                        levels(flat_loss, key, paper_key)))
-    runs = {c.name: c.trajectory for c in sorted(cells, key=lambda c: c.name) if c.trajectory}
-    if runs:
-        written.append(plot_trajectories(runs, out / "trajectories.png"))
-    acc = {f"{DATASET_TITLES.get(d, d)}, {LOSS_TITLES[loss]}": points for loss in ("contrastive", "hard_contrastive")
-           for d, points in curves(loss, "top1_last").items()}
-    acc_refs = {f"{d}, {LOSS_TITLES[loss]}": pts for loss in ("contrastive", "hard_contrastive")
-                for d, pts in references(loss, "accuracy").items()}
-    flat = {**levels("simple", "top1_last", "accuracy"), **levels("hard_simple", "top1_last", "accuracy")}
-    written.append(plot_metric_vs_temperature(acc, out / "fig9_accuracy.png", "linear top-1 (%, last epoch)",
-                                                    "Linear evaluation accuracy (Fig 9)", acc_refs, flat))
-    for d in datasets:
-        profiles = {}
-        for (ds, col), a in sorted(agg.items(), key=lambda kv: (kv[1]["loss"], kv[1]["temperature"] or math.inf)):
-            negs = [a[f"neg_sim_{k}"] for k in range(1, 11) if a[f"neg_sim_{k}"] is not None]
-            if ds == d and a["pos_sim"] is not None and negs:
-                tau = "" if a["temperature"] is None else f" τ={a['temperature']:g}"
-                profiles[f"{LOSS_TITLES.get(a['loss'], a['loss'])}{tau}"] = (a["pos_sim"], negs)
-        if profiles:
-            written.append(plot_similarity_profiles(
-                profiles, out / f"fig8_similarities_{d}.png",
-                f"{DATASET_TITLES.get(d, d)}: positive and top-10 negative similarities (Fig 8)"))
-    return written
+    taus = sorted({g.temperature for g in groups if g.temperature is not None}) or [0.07, 0.3, 0.7, 1.0]
+    written = [plots.plot_relative_penalty(taus, out / "fig3_relative_penalty.png")]
+    return written + seed_figures(groups, out, paper, DATASET_TITLES)
 
 
 # ------------------------------------------------------------ runs and verdicts
@@ -584,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         doc.write_text(report_data.replace_block(doc.read_text(), "verdicts", verdicts))
         written.append(doc)
     if not opts.no_figures:
-        written += figures(cells, paper, opts.out)
+        written += figures(groups, paper, opts.out)
     print(f"{len(cells)} runs ({sum(c.finished for c in cells)} finished); wrote "
           + ", ".join(p.name for p in written))
     return 0

@@ -145,3 +145,56 @@ def test_the_docs_generated_tables_match_their_committed_sources(tmp_path, capsy
     assert doc_tables.main([str(stale), "--check"]) == 1
     assert capsys.readouterr().err.startswith("error: generated tables out of date")
     assert doc_tables.main([str(stale)]) == 0 and stale.read_text() == text
+
+
+def test_seed_figures_draw_every_loss_with_bands_bars_and_both_positives(tmp_path):
+    from PIL import Image
+
+    from scripts import figures
+
+    runs = synthetic_runs(tmp_path)
+    for r in runs:  # the full Fig 8 profile, both ways
+        for k in range(2, 11):
+            r.metrics[f"val/neg_sim_{k}"] = r.metrics["val/neg_sim_1"] - 0.02 * k
+            r.metrics[f"val/neg_sim_bank_top{k}"] = r.metrics["val/neg_sim_bank_top1"] - 0.02 * k
+    groups = group_runs(runs)
+    written = figures.seed_figures(groups, tmp_path / "figs", report.paper_table(), report.DATASET_TITLES)
+    assert {p.name for p in written} == {
+        "fig4_uniformity_contrastive.png", "fig5_tolerance_contrastive.png", "fig6_uniformity_hard_contrastive.png",
+        "fig7_tolerance_hard_contrastive.png", "fig8_similarities_cifar10.png", "fig9_accuracy.png",
+        "trajectories.png", "uniformity_tolerance_cifar10.png"}
+    for png in written:
+        with Image.open(png) as image:
+            image.verify()
+    # the plane: one marker per cell of every loss, the tempered losses joined in tau order
+    import matplotlib.figure
+
+    drawn = {}
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        drawn[Path(args[0]).name] = fig
+        return original(fig, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = keep
+    try:
+        figures.seed_figures(groups, tmp_path / "again")
+    finally:
+        matplotlib.figure.Figure.savefig = original
+    ax = drawn["uniformity_tolerance_cifar10.png"].axes[0]
+    from matplotlib.collections import PathCollection
+
+    markers = [c for c in ax.collections if isinstance(c, PathCollection) and len(c.get_offsets()) == 1]
+    assert len(markers) == len(cat.ALL_CELLS)
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) > 1]
+    assert sorted(len(line.get_xdata()) for line in curves) == [len(cat.HARD_TAUS), len(cat.CONTRASTIVE_TAUS)]
+    contrastive = max(curves, key=lambda line: len(line.get_xdata()))
+    means = {t: np.mean([r.metrics["val/tolerance"] for r in runs if r.loss == "contrastive" and r.temperature == t])
+             for t in cat.CONTRASTIVE_TAUS}
+    assert list(contrastive.get_xdata()) == pytest.approx([means[t] for t in cat.CONTRASTIVE_TAUS])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "contrastive (3 seeds)", "hard contrastive (3 seeds)", "hard simple (3 seeds)", "simple (3 seeds)"]
+    # Fig 8: two panels (second view, bank), the legend outside the data
+    fig8 = drawn["fig8_similarities_cifar10.png"]
+    assert len(fig8.axes) == 2 and "bank" in fig8.axes[1].get_title()
+    assert fig8.axes[1].get_legend().get_bbox_to_anchor().x0 > fig8.axes[1].get_window_extent().x1 - 1

@@ -297,7 +297,7 @@ def test_report_reads_back_the_runs_numbers(tiny_sweep, tmp_path):
     assert {p.name for p in pngs} == {
         "fig3_relative_penalty.png", "fig4_uniformity_contrastive.png", "fig5_tolerance_contrastive.png",
         "fig6_uniformity_hard_contrastive.png", "fig7_tolerance_hard_contrastive.png",
-        "fig8_similarities_cifar10.png", "fig9_accuracy.png", "trajectories.png"}
+        "fig8_similarities_cifar10.png", "fig9_accuracy.png", "trajectories.png", "uniformity_tolerance_cifar10.png"}
     assert (tmp_path / "claims.md").read_text().startswith("# The paper's claims")
     for png in pngs:
         with Image.open(png) as image:
