@@ -3,6 +3,8 @@
     python scripts/report.py runs/short --out runs/short/report
     python scripts/report.py runs/table1 --out report --include-unfinished     # also cells still running
     python scripts/report.py --wandb-project contrastive-behaviour --wandb-group table1 --out report   # online
+    python scripts/report.py --from-data docs/results/cpu/data --out /tmp/cpu   # a committed report, rebuilt
+    python scripts/report.py runs/cpu3 --out docs/results/cpu --doc docs/reproduce.md   # + the doc's verdict block
 
 Local cells are the folders that ``scripts/sweep.py`` writes (``<cell>/finished.json``,
 ``<cell>/pretrain/version_N/{config.yaml,metrics.csv}``, ``<cell>/linear/version_N/metrics.csv``).
@@ -19,7 +21,10 @@ Writes to ``--out``:
     fig4_uniformity_contrastive.png, fig5_tolerance_contrastive.png
     fig6_uniformity_hard_contrastive.png, fig7_tolerance_hard_contrastive.png
     fig8_similarities_<dataset>.png                 positive + top-10 negatives per tau
-    fig9_accuracy.png                               linear top-1 against tau
+    fig9_accuracy.png                               linear top-1 against tau, both probes, intervals
+    uniformity_tolerance_<dataset>.png              the uniformity-tolerance plane, one marker per cell
+    claims.md                                       the claims' verdicts (scripts/claim_catalogue.py)
+    data/                                           every run's per-epoch data (scripts/report_data.py)
 
 Cells that did not run are shown as missing ("—" in the table, absent from the figures); no
 value is ever filled in.
