@@ -339,6 +339,8 @@ class LinearEvalModule(SuiteModule):
 def write_predictions(path: str | Path, index: torch.Tensor, label: torch.Tensor, pred: torch.Tensor) -> Path:
     """Per-test-image predictions of one probe: arrays ``index``, ``label``, ``pred`` (int64), sorted by ``index``.
 
+    Each index is kept once (its first row): a distributed sampler repeats images to pad the split.
+
     Args:
         path: the ``.npz`` file (``predictions_sgd.npz``, ``predictions_lbfgs.npz``).
         index: (M,) test-set index of each image (the datamodule's, so two runs on the same split match).
@@ -353,7 +355,9 @@ def write_predictions(path: str | Path, index: torch.Tensor, label: torch.Tensor
     index, label, pred = (t.detach().to("cpu", torch.int64).reshape(-1) for t in (index, label, pred))
     if not index.numel() == label.numel() == pred.numel():
         raise ValueError(f"index, label and pred differ in length: {index.numel()}, {label.numel()}, {pred.numel()}")
-    order = torch.argsort(index, stable=True)
+    # sorted by index, each image once (a distributed sampler pads the split by repeating images)
+    _, first = np.unique(index.numpy(), return_index=True)  # (M',) positions of each index's first row
+    order = torch.from_numpy(first)
     path = Path(path)
     np.savez_compressed(path, index=index[order].numpy(), label=label[order].numpy(), pred=pred[order].numpy())
     return path

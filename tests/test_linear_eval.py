@@ -263,3 +263,18 @@ def test_a_checkpoint_whose_pickle_would_run_code_is_refused(tmp_path):
     assert not (tmp_path / "ran").exists()
     torch.load(path, weights_only=False)  # what the old loader did: the pickle runs its command
     assert (tmp_path / "ran").exists()
+
+
+def test_predictions_are_written_once_per_image_in_index_order(tmp_path):
+    import numpy as np
+
+    from lightning_modules.linear_eval import write_predictions
+
+    index = torch.tensor([5, 2, 9, 2, 5])  # two images repeated, as a padded distributed split
+    label = torch.tensor([1, 0, 3, 0, 1])
+    pred = torch.tensor([1, 2, 3, 2, 1])
+    saved = np.load(write_predictions(tmp_path / "predictions_sgd.npz", index, label, pred))
+    assert saved["index"].tolist() == [2, 5, 9] and saved["label"].tolist() == [0, 1, 3]
+    assert saved["pred"].tolist() == [2, 1, 3] and saved["pred"].dtype == np.int64
+    with pytest.raises(ValueError, match="differ in length"):
+        write_predictions(tmp_path / "x.npz", index, label[:3], pred)
