@@ -344,7 +344,11 @@ def load_sweep_cell(cell_dir: Path, name: str) -> Run | None:
     if (cell_dir / "finished.json").is_file():
         marker = json.loads((cell_dir / "finished.json").read_text())
         linear = linear_results(cell_dir / marker["linear_run"])
-    return _make_run(name, cell_dir, config, pretrain_runs, linear, str(cell_dir))
+    run = _make_run(name, cell_dir, config, pretrain_runs, linear, str(cell_dir))
+    if linear is not None and not run.finished:  # e.g. a runner that took an interrupted pretraining for done
+        print(f"runs: {cell_dir} has finished.json but its pretraining logged {run.epochs} of "
+              f"{planned_epochs(config)} epochs: counted as unfinished", file=sys.stderr)
+    return run
 
 
 def find_sweep_cells(root: Path, include_unfinished: bool) -> list[Run]:
