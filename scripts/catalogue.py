@@ -25,7 +25,8 @@ PAPER_ARXIV = "arXiv:2012.09740"
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet100": "ImageNet-100"}
 #: the paper's figure numbers of the per-loss figures (uniformity, tolerance) against the temperature,
 #: by loss key; another tempered loss gets the same figures named after its key alone
-PAPER_FIGURES = {"contrastive": {"uniformity": 4, "tolerance": 5}, "hard_contrastive": {"uniformity": 6, "tolerance": 7}}
+PAPER_FIGURES = {"contrastive": {"uniformity": 4, "tolerance": 5},
+                 "hard_contrastive": {"uniformity": 6, "tolerance": 7}}
 
 
 def losses() -> dict[str, type[ContrastiveLossBase]]:

@@ -17,8 +17,6 @@ the largest range over seeds of any quantity the claim reads.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.runs import Group, Run, column_key, find_runs, flatten, group_runs  # noqa: E402
+from scripts.runs import Group, Run, column_key, families, family_differences, find_runs, group_runs  # noqa: E402
 
 Values = dict[str, dict[str, float]]  # column -> quantity -> value
 
@@ -174,22 +172,11 @@ def _missing(claim: Claim, values: Values) -> list[str]:
     return missing
 
 
-def families(groups: list[Group]) -> list[list[Group]]:
-    """Groups whose recipes are equal but for the loss (and trained as many epochs), largest family first."""
-    by_recipe: dict[str, list[Group]] = {}
-    for group in groups:
-        recipe = copy.deepcopy(group.first.recipe)
-        recipe.get("model", {}).get("init_args", {}).pop("loss", None)
-        ident = json.dumps([group.dataset, recipe, group.first.epochs], sort_keys=True, default=str)
-        by_recipe.setdefault(ident, []).append(group)
-    return sorted(by_recipe.values(), key=lambda f: -len(f))
-
-
 def evaluate(runs: list[Run]) -> list[dict]:
     """One row per claim: tested (verdict, margin, spread, first epoch) or not tested (the cells it lacks).
 
-    The claims read the largest family of groups (:func:`families`); a row ``not compared`` lists each
-    other group with the recipe entries that set it apart.
+    The claims read the largest family of groups (:func:`scripts.runs.families`: recipes equal but for the
+    loss); a row ``not compared`` lists each other group with the recipe entries that set it apart.
     """
     found = families(group_runs(runs))
     family = found[0] if found else []
@@ -211,17 +198,11 @@ def evaluate(runs: list[Run]) -> list[dict]:
         rows.append({"claim": claim.text, "tested": True, "holds": claim.holds(values), "margin": claim.margin(values),
                      "margin_text": claim.margin_text, "seed_spread": seed_spread,
                      "holds_since_epoch": since, "per_epoch": claim.per_epoch})
-    if found and len(found) > 1:
-        reference = flatten(family[0].first.recipe)
-        for other in (g for f in found[1:] for g in f):
-            mine = flatten(other.first.recipe)
-            differs = {k: mine.get(k) for k in sorted(set(reference) | set(mine))
-                       if k != "model.loss" and not k.startswith("model.loss.") and reference.get(k) != mine.get(k)}
-            if other.first.epochs != family[0].first.epochs:
-                differs["epochs done"] = other.first.epochs
-            rows.append({"claim": f"not compared: {other.key}", "tested": False,
-                         "missing": [", ".join(f"{k} = {v}" for k, v in differs.items()) or "its recipe"],
-                         "not_compared": True})
+    for other in (g for f in found[1:] for g in f):
+        differs = family_differences([other], family)
+        rows.append({"claim": f"not compared: {other.key}", "tested": False,
+                     "missing": [", ".join(f"{k} = {v}" for k, v in differs.items()) or "its recipe"],
+                     "not_compared": True})
     return rows
 
 

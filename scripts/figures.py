@@ -11,7 +11,8 @@ Reads the runs as ``scripts/report.py`` does (``scripts/runs.py``) and writes, f
                                                 the untempered losses of the same kind (hard or not) as flat
                                                 lines; the paper's names for its losses:
                                                 fig4_uniformity_contrastive.png, fig5_tolerance_contrastive.png,
-                                                fig6_uniformity_hard_contrastive.png, fig7_tolerance_hard_contrastive.png
+                                                fig6_uniformity_hard_contrastive.png,
+                                                fig7_tolerance_hard_contrastive.png
     fig8_similarities_<dataset>.png             positive + top-10 negatives per cell
     fig9_accuracy.png                           linear top-1 against tau (when accuracies exist)
     trajectories.png                            uniformity, tolerance, centroid norm against the epoch
@@ -38,7 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from callbacks.figure_style import save_figure  # noqa: E402
 from scripts import catalogue  # noqa: E402
-from scripts.runs import Group, Run, column_key, find_runs, group_runs  # noqa: E402
+from scripts.runs import Group, Run, column_key, family_labels, find_runs, group_runs  # noqa: E402
 
 #: (metric key in metrics.csv, panel title) of the trajectory figure
 TRAJECTORY_PANELS = (("val/uniformity", "-L_uniformity (test split)"),
@@ -219,15 +220,19 @@ def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
     written.append(plots.plot_relative_penalty(taus, out / "fig3_relative_penalty.png"))
     datasets = sorted({g.dataset for g in groups}, key=catalogue.dataset_order)
     losses = sorted({g.loss for g in groups}, key=catalogue.loss_order)
+    family = family_labels(groups)  # one line per recipe (but the loss), not per group
     tempered = [k for k in losses if catalogue.is_tempered(k, [g.temperature for g in groups if g.loss == k])]
     flat_losses = [k for k in losses if k not in tempered]
 
-    def curves(loss: str, quantity: str) -> dict[str, dict[float, float]]:
+    def curves(loss: str, quantity: str, named: bool = False) -> dict[str, dict[float, float]]:
+        """label (the dataset, the loss when ``named``, the family) -> tau -> the group's mean."""
         out_curves: dict[str, dict[float, float]] = {}
         for g in groups:
             value = _mean(g, quantity)
             if g.loss == loss and g.temperature is not None and value is not None:
-                out_curves.setdefault(f"{catalogue.dataset_title(g.dataset)}{_suffix(g)}", {})[g.temperature] = value
+                title = f", {catalogue.loss_title(loss)}" if named else ""
+                label = " ".join(filter(None, (f"{catalogue.dataset_title(g.dataset)}{title}", family[g.key])))
+                out_curves.setdefault(label, {})[g.temperature] = value
         return out_curves
 
     def references(loss: str, paper_key: str) -> dict[str, dict[float, float]]:
@@ -242,7 +247,8 @@ def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
 
     def levels(loss: str, quantity: str, paper_key: str) -> dict[str, float]:
         title = catalogue.loss_title(loss)
-        mine = {f"{catalogue.dataset_title(g.dataset)}, {title}{_suffix(g)} (ours)": value for g in groups
+        mine = {" ".join(filter(None, (f"{catalogue.dataset_title(g.dataset)}, {title}", family[g.key], "(ours)"))):
+                value for g in groups
                 if g.loss == loss and (value := _mean(g, quantity)) is not None}
         if not mine:
             return {}
@@ -266,8 +272,7 @@ def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
     traced = {r.name: r.trajectory for r in sorted(runs, key=lambda r: r.name) if r.trajectory}
     if traced:
         written.append(plot_trajectories(traced, out / "trajectories.png"))
-    acc = {f"{d}, {catalogue.loss_title(loss)}": points for loss in tempered
-           for d, points in curves(loss, "top1_last").items()}
+    acc = {label: points for loss in tempered for label, points in curves(loss, "top1_last", named=True).items()}
     if acc or any(levels(k, "top1_last", "accuracy") for k in flat_losses):
         acc_refs = {f"{d}, {catalogue.loss_title(loss)}": pts for loss in tempered
                     for d, pts in references(loss, "accuracy").items()}

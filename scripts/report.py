@@ -1,4 +1,4 @@
-"""Table 1, the claims and Figs 3-9 of the paper from finished runs (sweep cells, cli.py runs), the paper's numbers beside ours.
+"""Table 1, the claims and Figs 3-9 of the paper from finished runs (sweep cells, cli.py runs), beside the paper's.
 
     python scripts/report.py runs/short --out runs/short/report                  # a scripts/sweep.py --out folder
     python scripts/report.py runs --out runs/report                              # cli.py runs: the folder holding

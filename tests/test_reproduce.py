@@ -377,6 +377,43 @@ def test_report_averages_only_runs_of_one_recipe_and_counts_each_number(tiny_swe
     assert "- contrastive_tau0.07[batch_size=64]: data.batch_size = 64" in claims_md.split("Not compared")[1]
 
 
+def test_the_recipe_leaves_out_only_what_seeds_of_one_cell_may_change_and_groups_follow_it():
+    config = {"seed_everything": 3, "ckpt_path": "a/last.ckpt",
+              "trainer": {"max_epochs": 2, "default_root_dir": "runs/a", "logger": [{"init_args": {"name": "a"}}],
+                          "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                         "init_args": {"dirpath": "a/ckpt", "every_n_epochs": 1}},
+                                        {"class_path": "pytorch_lightning.callbacks.TQDMProgressBar"}]},
+              "model": {"init_args": {"loss": {"class_path": "lightning_modules.losses.ContrastiveLoss",
+                                               "init_args": {"temperature": 0.2}}}},
+              "data": {"class_path": "datamodules.cifar.CIFAR10DataModule", "init_args": {"data_dir": "data/a"}}}
+    recipe = runs.recipe(config)
+    assert recipe == {"trainer": {"max_epochs": 2, "callbacks": [{
+        "class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_epochs": 1}}]},
+        "model": config["model"], "data": config["data"]}  # the data folder is part of the recipe
+
+    def run(name: str, seed: int, epochs: int = 2, **changes) -> runs.Run:
+        flat = {"trainer.max_epochs": 2, "data.init_args.data_dir": "data/a", **changes}
+        tree: dict = {}
+        for dotted, value in flat.items():
+            *parents, last = dotted.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return runs.Run(name, Path(name), "cifar10", "contrastive", 0.2, seed, tree, epochs == 2, epochs)
+
+    groups = runs.group_runs([run("a", 0), run("b", 1), run("c", 2, **{"data.init_args.data_dir": "data/b"}),
+                              run("d", 0, **{"trainer.max_epochs": 4}), run("e", 1, epochs=1)])
+    by_key = {g.key: sorted(r.name for r in g.runs) for g in groups}
+    assert by_key == {"contrastive_tau0.2[epochs=2,2 epochs done,data_dir=data/a]": ["a", "b"],
+                      "contrastive_tau0.2[epochs=2,2 epochs done,data_dir=data/b]": ["c"],
+                      "contrastive_tau0.2[epochs=4,2 epochs done,data_dir=data/a]": ["d"],
+                      "contrastive_tau0.2[epochs=2,1 epochs done,data_dir=data/a]": ["e"]}
+    (ab,) = [g for g in groups if len(g.runs) == 2]
+    assert ab.differs == {"trainer.max_epochs": 2, "epochs done": 2, "data.data_dir": "data/a"}
+    assert [g.key for g in runs.group_runs([run("a", 0), run("b", 1)])] == ["contrastive_tau0.2"]  # no suffix alone
+
+
 def test_report_writes_no_empty_figure_and_lists_the_claims_it_cannot_test(tiny_sweep, tmp_path):
     _, out = tiny_sweep
     shutil.copytree(out / CELLS[1], tmp_path / "runs" / CELLS[1])  # the hard loss alone
