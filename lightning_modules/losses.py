@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["ContrastiveLossBase", "ContrastiveLoss", "SimpleContrastiveLoss", "HardContrastiveLoss",
-           "HardSimpleContrastiveLoss", "loss_classes", "relative_penalty", "relative_penalty_entropy"]
+           "HardSimpleContrastiveLoss", "relative_penalty", "relative_penalty_entropy"]
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -457,6 +457,7 @@ class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):
 
 
 # ------------------------------------------------------------------------ the catalogue
+__all__ += ["loss_classes"]
 #: the suite's modules that define losses, imported by :func:`loss_classes` (a missing one is skipped)
 LOSS_MODULES = ("lightning_modules.losses", "lightning_modules.followup_losses")
 

@@ -9,6 +9,8 @@ temperature (``contrastive_tau0.3``) or without (``simple``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -23,6 +25,8 @@ PAPER_TABLE = ROOT / "configs/experiments/paper_table1.yaml"
 #: the paper's arXiv id, as the classes of its own losses cite it in ``source``
 PAPER_ARXIV = "arXiv:2012.09740"
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet100": "ImageNet-100"}
+#: (quantity, y label, title) of the per-loss figures against the temperature
+METRICS = (("uniformity", "-L_uniformity", "Uniformity"), ("tolerance", "tolerance", "Tolerance"))
 #: the paper's figure numbers of the per-loss figures (uniformity, tolerance) against the temperature,
 #: by loss key; another tempered loss gets the same figures named after its key alone
 PAPER_FIGURES = {"contrastive": {"uniformity": 4, "tolerance": 5},
@@ -87,3 +91,50 @@ def paper_table() -> dict[str, dict[str, dict[str, float]]]:
     table = yaml.safe_load(PAPER_TABLE.read_text())
     return {ds: {col: {m: vals[i] for m, vals in rows.items()} for i, col in enumerate(table["columns"])}
             for ds, rows in table["datasets"].items()}
+
+
+# ------------------------------------------------------------- the per-loss figures
+def tempered_losses(cells: Iterable[tuple[str, float | None]]) -> list[str]:
+    """The loss keys with a temperature among ``cells`` ((loss key, tau) of the cells that ran), catalogue order."""
+    cells = list(cells)
+    keys = sorted({key for key, _ in cells}, key=loss_order)
+    return [k for k in keys if is_tempered(k, [tau for key, tau in cells if key == k])]
+
+
+def untempered_losses(cells: Iterable[tuple[str, float | None]]) -> list[str]:
+    """The loss keys without a temperature among ``cells``, catalogue order (the figures' flat references)."""
+    cells = list(cells)
+    tempered = set(tempered_losses(cells))
+    return sorted({key for key, _ in cells if key not in tempered}, key=loss_order)
+
+
+@dataclass(frozen=True)
+class MetricFigure:
+    """One per-loss figure: a metric of a tempered loss against tau (Figs 4-7 for the paper's losses)."""
+
+    name: str  # file name: fig4_uniformity_contrastive.png for the paper's losses, uniformity_<key>.png else
+    loss: str  # the tempered loss's key
+    quantity: str  # "uniformity" or "tolerance"
+    flat: tuple[str, ...]  # untempered losses of the same kind (hard or not) that ran: dotted levels
+    ylabel: str
+    title: str
+
+
+def metric_figures(cells: Iterable[tuple[str, float | None]]) -> list[MetricFigure]:
+    """The uniformity and tolerance figures of every tempered loss among ``cells`` ((loss key, tau) that ran).
+
+    The paper's Figs 4-7 are these figures for the contrastive and hard contrastive losses (their file
+    names kept); the untempered losses of the same kind are the flat references (simple for contrastive,
+    hard simple for hard contrastive, as in the paper).
+    """
+    cells = list(cells)
+    flat = untempered_losses(cells)
+    out = []
+    for loss in tempered_losses(cells):
+        same_kind = tuple(k for k in flat if is_hard(k) == is_hard(loss))
+        for quantity, ylabel, what in METRICS:
+            number = PAPER_FIGURES.get(loss, {}).get(quantity)
+            name = f"fig{number}_{quantity}_{loss}.png" if number else f"{quantity}_{loss}.png"
+            title = f"{what}, {loss_title(loss)}" + (f" (Fig {number})" if number else "")
+            out.append(MetricFigure(name, loss, quantity, same_kind, ylabel, title))
+    return out

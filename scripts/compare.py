@@ -7,7 +7,7 @@ own row, named by its folder, e.g. to set the seeds of a cell side by side. Read
 ``report.py`` (sweep cells and plain ``cli.py`` runs, through ``scripts/runs.py``).
 
 Writes to ``--out``:
-    cells.md, cells.csv     one row per cell: epochs, the last epoch's metrics, both probes' accuracy
+    cells.md, cells.csv     one row per run: seed, epochs, the last epoch's metrics, both probes' accuracy
     trajectories.png        the chosen metrics against the epoch, one line per cell
 """
 
@@ -46,7 +46,8 @@ def rows(cells: list[Run]) -> list[dict[str, str]]:
     out = []
     for cell in cells:
         row = {"cell": cell.name, "loss": cell.loss, "temperature": "" if cell.temperature is None else
-               f"{cell.temperature:g}", "epochs": "" if cell.epochs is None else str(cell.epochs)}
+               f"{cell.temperature:g}", "seed": "" if cell.seed is None else str(cell.seed),
+               "epochs": "" if cell.epochs is None else str(cell.epochs)}
         for name, key, digits in COLUMNS:
             value = cell.metrics.get(key)
             row[name] = "" if value is None else f"{value:.{digits}f}"
@@ -64,18 +65,21 @@ def markdown(table: list[dict[str, str]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, help="a sweep output folder (scripts/sweep.py --out) or cli.py runs")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="folders of runs: scripts/sweep.py --out folders (each grid has its own), or the folder "
+                             "holding cli.py's run folders")
     parser.add_argument("--cells", nargs="+", default=["*"], help="cell names or globs, in the table's order")
     parser.add_argument("--metrics", nargs="+", default=["knn_top1", "uniformity", "tolerance"],
                         help="val/ metrics of the trajectory figure (names without val/)")
     parser.add_argument("--out", type=Path, required=True, help="folder for cells.md, cells.csv, trajectories.png")
     parser.add_argument("--title", default="Trajectories", help="the figure's title")
     opts = parser.parse_args(argv)
-    if not opts.runs.is_dir():
-        parser.error(f"{opts.runs} is not a folder")
-    cells = select(find_runs(opts.runs), opts.cells)
+    for root in opts.runs:
+        if not root.is_dir():
+            parser.error(f"{root} is not a folder")
+    cells = select([run for root in opts.runs for run in find_runs(root)], opts.cells)
     if not cells:
-        print(f"error: no finished cell in {opts.runs} matches {' '.join(opts.cells)} "
+        print(f"error: no finished cell in {' '.join(map(str, opts.runs))} matches {' '.join(opts.cells)} "
               "(names as scripts/report.py gives them: the cell folders)", file=sys.stderr)
         return 1
     table = rows(cells)

@@ -187,16 +187,6 @@ def _cell_label(group: Group) -> str:
     return f"{catalogue.loss_title(group.loss)}{tau}{_suffix(group)}"
 
 
-#: (quantity, y label, title) of the per-loss figures against the temperature
-METRIC_FIGURES = (("uniformity", "-L_uniformity", "Uniformity"), ("tolerance", "tolerance", "Tolerance"))
-
-
-def metric_figure_name(loss: str, metric: str) -> str:
-    """``fig4_uniformity_contrastive.png`` for the paper's losses, ``uniformity_<loss>.png`` for the others."""
-    number = catalogue.PAPER_FIGURES.get(loss, {}).get(metric)
-    return f"fig{number}_{metric}_{loss}.png" if number else f"{metric}_{loss}.png"
-
-
 def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
                    runs: list[Run] | None = None) -> list[Path]:
     """Every figure of the report that has something of ours to show (see the module's docstring).
@@ -219,10 +209,9 @@ def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
     taus = sorted({g.temperature for g in groups if g.temperature is not None}) or [0.07, 0.3, 0.7, 1.0]
     written.append(plots.plot_relative_penalty(taus, out / "fig3_relative_penalty.png"))
     datasets = sorted({g.dataset for g in groups}, key=catalogue.dataset_order)
-    losses = sorted({g.loss for g in groups}, key=catalogue.loss_order)
+    cells = [(g.loss, g.temperature) for g in groups]
     family = family_labels(groups)  # one line per recipe (but the loss), not per group
-    tempered = [k for k in losses if catalogue.is_tempered(k, [g.temperature for g in groups if g.loss == k])]
-    flat_losses = [k for k in losses if k not in tempered]
+    tempered, flat_losses = catalogue.tempered_losses(cells), catalogue.untempered_losses(cells)
 
     def curves(loss: str, quantity: str, named: bool = False) -> dict[str, dict[float, float]]:
         """label (the dataset, the loss when ``named``, the family) -> tau -> the group's mean."""
@@ -256,19 +245,12 @@ def report_figures(groups: list[Group], out: Path, paper: Mapping | None = None,
                   for d in datasets if paper_key in paper.get(d, {}).get(loss, {})}
         return {**mine, **theirs}
 
-    for loss in tempered:  # Figs 4-7 and their like for every other tempered loss
-        same_kind = [k for k in flat_losses if catalogue.is_hard(k) == catalogue.is_hard(loss)]
-        for quantity, ylabel, what in METRIC_FIGURES:
-            ours = curves(loss, quantity)
-            if not ours:
-                continue
-            name = metric_figure_name(loss, quantity)
-            number = catalogue.PAPER_FIGURES.get(loss, {}).get(quantity)
-            title = f"{what}, {catalogue.loss_title(loss)}" + \
-                (f" (Fig {number})" if number else "")
-            flat = {label: v for k in same_kind for label, v in levels(k, quantity, quantity).items()}
-            written.append(plot_metric_vs_temperature(ours, out / name, ylabel, title, references(loss, quantity),
-                                                      flat))
+    for spec in catalogue.metric_figures(cells):  # Figs 4-7, and their like for every other tempered loss
+        ours = curves(spec.loss, spec.quantity)
+        if ours:  # nothing of ours (e.g. no run logged the metric): no figure
+            flat = {label: v for k in spec.flat for label, v in levels(k, spec.quantity, spec.quantity).items()}
+            written.append(plot_metric_vs_temperature(ours, out / spec.name, spec.ylabel, spec.title,
+                                                      references(spec.loss, spec.quantity), flat))
     traced = {r.name: r.trajectory for r in sorted(runs, key=lambda r: r.name) if r.trajectory}
     if traced:
         written.append(plot_trajectories(traced, out / "trajectories.png"))
