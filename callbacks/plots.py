@@ -31,16 +31,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from torch import Tensor
 
-DPI = 120
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    titles = " / ".join(" ".join(ax.get_title().split()) for ax in fig.axes if ax.get_title())
-    # the title also goes into the PNG's metadata, where tools (and tests) can read it without OCR
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Title": titles} if titles else None)
-    return path
+from callbacks.figure_style import save_figure as _save  # one style with scripts/figures.py
 
 
 # --------------------------------------------------------------------------- Fig 8

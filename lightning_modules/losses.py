@@ -19,7 +19,7 @@ gradient is exactly zero. No Python loop over the batch and no host sync in forw
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -114,6 +114,14 @@ class ContrastiveLossBase(nn.Module):
         (0.2, None)
     """
 
+    #: the catalogue the scripts read (:func:`loss_classes`); every concrete loss sets the first five
+    key: ClassVar[str]  # the Table 1 / report key and the preset's stem under configs/loss/
+    title: ClassVar[str]  # the human label, e.g. "hard contrastive loss (Eq 9)"
+    tempered: ClassVar[bool]  # has a temperature (an instance's `temperature` is its value)
+    hard: ClassVar[bool]  # selects hard negatives
+    source: ClassVar[str]  # the citation, e.g. "Wang & Liu 2021, arXiv:2012.09740"
+    needs_in_batch: ClassVar[bool] = False  # works only with in-batch keys
+
     #: the loss's temperature tau (Eq 1, 9), or None for a loss without one (Eq 3)
     temperature: float | None = None
 
@@ -201,6 +209,12 @@ class ContrastiveLoss(ContrastiveLossBase):
         (0.8321, True)
     """
 
+    key = "contrastive"  # the catalogue (ContrastiveLossBase): Table 1 key, configs/loss/contrastive.yaml
+    title = "contrastive loss (Eq 1)"
+    tempered = True
+    hard = False
+    source = "Wang & Liu 2021, arXiv:2012.09740"
+
     def __init__(self, temperature: float) -> None:
         super().__init__()
         self.temperature = _check_temperature(temperature)
@@ -228,6 +242,12 @@ class SimpleContrastiveLoss(ContrastiveLossBase):
         >>> round(loss(torch.tensor([0.8]), torch.tensor([[0.1, 0.3]])).item(), 4), loss.temperature
         (-0.6, None)
     """
+
+    key = "simple"  # the catalogue (ContrastiveLossBase): Table 1 key, configs/loss/simple.yaml
+    title = "simple contrastive loss (Eq 3, lambda = 1/K)"
+    tempered = False
+    hard = False
+    source = "Wang & Liu 2021, arXiv:2012.09740"
 
     def __init__(self, lam: float | None = None) -> None:
         super().__init__()
@@ -358,6 +378,12 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
         (tensor([[ True, False]]), 2.1269)
     """
 
+    key = "hard_contrastive"  # the catalogue (ContrastiveLossBase): Table 1 key, configs/loss/hard_contrastive.yaml
+    title = "hard contrastive loss (Eq 9)"
+    tempered = True
+    hard = True
+    source = "Wang & Liu 2021, arXiv:2012.09740"
+
     def __init__(self, temperature: float, num_negatives: int | None = None,
                  alpha: float | None = None, selection: Literal["negatives", "all"] = "negatives") -> None:
         super().__init__()
@@ -402,6 +428,12 @@ class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):
             ceil(alpha * K)-th largest (ties included); in (0, 1], 1 keeps all.
     """
 
+    key = "hard_simple"  # the catalogue (ContrastiveLossBase): Table 1 key, configs/loss/hard_simple.yaml
+    title = "hard simple contrastive loss (Eq 3 on the nearest negatives)"
+    tempered = False
+    hard = True
+    source = "Wang & Liu 2021, arXiv:2012.09740"
+
     def __init__(self, lam: float | None = None, num_negatives: int | None = None,
                  alpha: float | None = None) -> None:
         super().__init__()
@@ -422,3 +454,44 @@ class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):
 
     def extra_repr(self) -> str:
         return f"lam={'1/k' if self.lam is None else self.lam}, {self._selection_repr()}"
+
+
+# ------------------------------------------------------------------------ the catalogue
+__all__ += ["loss_classes"]
+#: the suite's modules that define losses, imported by :func:`loss_classes` (a missing one is skipped)
+LOSS_MODULES = ("lightning_modules.losses", "lightning_modules.followup_losses")
+
+
+def loss_classes() -> list[type[ContrastiveLossBase]]:
+    """Every concrete :class:`ContrastiveLossBase` subclass that defines its own ``key``, in definition order.
+
+    Imports :data:`LOSS_MODULES` first; a loss defined elsewhere (e.g. ``tests/toys.py``) counts once its
+    module is imported. The scripts read the catalogue from these classes (``key``, ``title``,
+    ``tempered``, ``hard``, ``source``), never from tables of names.
+
+    Raises:
+        ValueError: two different classes declare the same key.
+    """
+    import importlib  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    for module in LOSS_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+    found: dict[str, type[ContrastiveLossBase]] = {}
+    stack = list(reversed(ContrastiveLossBase.__subclasses__()))
+    while stack:
+        cls = stack.pop()
+        stack += reversed(cls.__subclasses__())
+        if "key" not in vars(cls) or inspect.isabstract(cls):
+            continue
+        other = found.get(cls.key)
+        if other is not None and other is not cls and \
+                (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"loss key {cls.key!r} is declared by both {other.__module__}.{other.__qualname__} and "
+                             f"{cls.__module__}.{cls.__qualname__}: give one of them another key")
+        found[cls.key] = cls  # a module imported twice (reloaded): its newest class
+    return list(found.values())

@@ -10,8 +10,10 @@ decay of ImageNet-100 (copied from ``configs/model/resnet50.yaml``) and base.yam
 renamed after the cell. Copying from the shipped files, not restating values, keeps the presets
 in step with them: rerun this script after changing one of them.
 
-The grids (``grid_*.yaml``) list cells for ``scripts/sweep.py``; the paper's numbers come from
-``configs/experiments/paper_table1.yaml``.
+The grids (``grid_*.yaml``) list cells for ``scripts/sweep.py``. The cells are the columns of
+``configs/experiments/paper_table1.yaml`` (the paper's numbers); what each column's loss is (its title,
+whether it selects hard negatives, its preset ``configs/loss/<key>.yaml``) is read from the loss class
+whose catalogue ``key`` the column names (``lightning_modules.losses.loss_classes``).
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lightning_modules.losses import ContrastiveLossBase  # noqa: E402
+from scripts.catalogue import loss_class, paper_columns, paper_table, parse_column  # noqa: E402
+
 EXPERIMENTS = Path("configs/experiments")
-TEMPERATURES = (0.07, 0.3, 0.7, 1.0)  # the columns of Table 1
 HARD_NEGATIVES = 4095  # "the nearest 4095 negatives" (section 5.1), the same count on every dataset
 
 
@@ -48,20 +55,8 @@ DATASETS = {
 }
 
 
-@dataclass(frozen=True)
-class Loss:
-    key: str  # file name in configs/loss/ and prefix of the cell name
-    title: str
-    tempered: bool  # has a temperature (one cell per tau)
-    hard: bool  # restricted to the nearest negatives
-
-
-LOSSES = (
-    Loss("contrastive", "contrastive loss (Eq 1)", True, False),
-    Loss("simple", "simple contrastive loss (Eq 3, lambda = 1/K)", False, False),
-    Loss("hard_contrastive", "hard contrastive loss (Eq 9)", True, True),
-    Loss("hard_simple", "hard simple contrastive loss (Eq 3 on the nearest negatives)", False, True),
-)
+#: a loss class of the catalogue (``key``, ``title``, ``tempered``, ``hard``)
+Loss = type[ContrastiveLossBase]
 
 # the short reproduction: enough cells for the qualitative claims (see short_reproduction.yaml)
 SHORT_CELLS = ("contrastive_tau0.07", "contrastive_tau0.3", "contrastive_tau0.7", "contrastive_tau1.0",
@@ -74,23 +69,23 @@ def cell_name(loss: Loss, tau: float | None) -> str:
 
 
 def cells() -> list[tuple[Loss, float | None]]:
-    """The ten columns of Table 1, in the paper's order."""
+    """The ten columns of Table 1, in the paper's order: (the loss class the column's key names, tau)."""
     out: list[tuple[Loss, float | None]] = []
-    for loss in LOSSES:
-        out += [(loss, tau) for tau in TEMPERATURES] if loss.tempered else [(loss, None)]
+    for column in paper_columns():
+        key, tau = parse_column(column)
+        loss = loss_class(key)
+        if loss is None:
+            raise ValueError(f"paper_table1.yaml's column {column!r}: no loss class declares key {key!r} "
+                             "(lightning_modules.losses.loss_classes)")
+        if loss.tempered != (tau is not None):
+            raise ValueError(f"paper_table1.yaml's column {column!r}: {loss.__name__}.tempered is {loss.tempered}")
+        out.append((loss, tau))
     return out
 
 
 def load(path: str | Path) -> dict:
     with open(ROOT / path) as f:
         return yaml.safe_load(f)
-
-
-def paper_numbers() -> dict[str, dict[str, dict[str, float]]]:
-    """dataset -> cell -> {accuracy, uniformity, tolerance} from paper_table1.yaml."""
-    table = load(EXPERIMENTS / "paper_table1.yaml")
-    return {ds: {col: {metric: values[i] for metric, values in rows.items()} for i, col in enumerate(table["columns"])}
-            for ds, rows in table["datasets"].items()}
 
 
 def renamed_loggers(run_name: str, dataset: str, loss: Loss) -> list[dict]:
@@ -127,7 +122,7 @@ def fmt(value: float | None) -> str:
 def preset_header(dataset: str, loss: Loss, tau: float | None, path: Path) -> str:
     ds = DATASETS[dataset]
     name = cell_name(loss, tau)
-    paper = paper_numbers().get(dataset, {}).get(name, {})
+    paper = paper_table().get(dataset, {}).get(name, {})
     what = f"{ds.title}, {loss.title}" + (f", tau = {tau:g}" if tau is not None else "")
     lines = [f"# Table 1 cell: {what}."]
     if loss.hard:

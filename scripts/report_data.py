@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.runs import Group, Run, group_runs  # noqa: E402
+from scripts.runs import Group, Run, column_key, families, family_differences, group_runs  # noqa: E402
 from scripts.verdicts import SeedRecord, Table  # noqa: E402
 
 INDEX = "runs.json.gz"
@@ -194,21 +194,37 @@ CLASS_KEYS = {"ContrastiveLoss": "contrastive", "SimpleContrastiveLoss": "simple
 
 
 def cell_key(group: Group) -> str:
-    """The catalogue's cell key of a group: its key, a loss class name replaced by the loss's catalogue key."""
-    key = group.key
-    if group.loss in CLASS_KEYS and key.startswith(group.loss):
-        key = CLASS_KEYS[group.loss] + key[len(group.loss):]
-    return key
+    """The catalogue's cell key of a group: its loss key and temperature, ``contrastive_tau0.2`` (no recipe suffix)."""
+    return column_key(CLASS_KEYS.get(group.loss, group.loss), group.temperature)
+
+
+def compared(groups: list[Group]) -> tuple[list[Group], list[tuple[Group, dict]]]:
+    """The groups the claims compare, the largest family (:func:`scripts.runs.families`: recipes equal but for
+    the loss), and every other group with the recipe entries that set it apart from that family."""
+    found = families(groups)
+    family = found[0] if found else []
+    return family, [(g, family_differences([g], family)) for f in found[1:] for g in f]
 
 
 def verdict_table(groups: list[Group]) -> Table:
-    """cell key -> the group's finished runs as seed records (the claims compare groups, i.e. cells)."""
+    """cell key -> the finished runs of the compared family's group of that cell, as seed records."""
     table = {}
-    for group in groups:
+    for group in compared(groups)[0]:
         seeds = [seed_record(r) for r in group.runs if r.finished]
         if seeds:
             table[cell_key(group)] = seeds
     return table
+
+
+def not_compared_markdown(groups: list[Group]) -> str:
+    """The groups left out of the verdicts, each with what sets it apart ("" when every group is compared)."""
+    others = compared(groups)[1]
+    if not others:
+        return ""
+    lines = ["", "Not compared (a recipe that differs from the compared cells' in more than the loss):", ""]
+    lines += [f"- {g.key}: {', '.join(f'{k} = {v}' for k, v in differs.items()) or 'its recipe'}"
+              for g, differs in others]
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------- generated Markdown blocks

@@ -344,7 +344,11 @@ def load_sweep_cell(cell_dir: Path, name: str) -> Run | None:
     if (cell_dir / "finished.json").is_file():
         marker = json.loads((cell_dir / "finished.json").read_text())
         linear = linear_results(cell_dir / marker["linear_run"])
-    return _make_run(name, cell_dir, config, pretrain_runs, linear, str(cell_dir))
+    run = _make_run(name, cell_dir, config, pretrain_runs, linear, str(cell_dir))
+    if linear is not None and not run.finished:  # e.g. a runner that took an interrupted pretraining for done
+        print(f"runs: {cell_dir} has finished.json but its pretraining logged {run.epochs} of "
+              f"{planned_epochs(config)} epochs: counted as unfinished", file=sys.stderr)
+    return run
 
 
 def find_sweep_cells(root: Path, include_unfinished: bool) -> list[Run]:
@@ -539,3 +543,43 @@ def group_runs(runs: list[Run]) -> list[Group]:
             suffix = ",".join(_label(e, values.get(e)) for e in chosen)
             groups.append(Group(f"{column}[{suffix}]", members, {e: values.get(e) for e in entries}))
     return sorted(groups, key=lambda g: (g.dataset, g.loss, g.temperature is not None, g.temperature or 0.0, g.key))
+
+
+def _without_loss(recipe_: dict) -> dict:
+    out = copy.deepcopy(recipe_)
+    ((out.get("model") or {}).get("init_args") or {}).pop("loss", None)
+    return out
+
+
+def families(groups: list[Group]) -> list[list[Group]]:
+    """Groups that may be compared across losses: equal recipes but for the loss, on one dataset, after as many
+    epochs. The largest family first (ties: in the groups' order)."""
+    found: dict[str, list[Group]] = {}
+    for group in groups:
+        ident = json.dumps([group.dataset, _without_loss(group.first.recipe), group.first.epochs], sort_keys=True,
+                           default=str)
+        found.setdefault(ident, []).append(group)
+    return sorted(found.values(), key=lambda f: -len(f))
+
+
+def family_differences(family: list[Group], reference: list[Group]) -> dict[str, Any]:
+    """The recipe entries (but the loss) where ``family`` differs from ``reference``, with ``family``'s values."""
+    mine = {**flatten(_without_loss(family[0].first.recipe)), "epochs done": family[0].first.epochs}
+    theirs = {**flatten(_without_loss(reference[0].first.recipe)), "epochs done": reference[0].first.epochs}
+    return {k: mine.get(k) for k in sorted(set(mine) | set(theirs), key=_priority) if mine.get(k) != theirs.get(k)}
+
+
+def family_labels(groups: list[Group]) -> dict[str, str]:
+    """group key -> ``""`` for the largest family of its dataset, else a label naming how its family differs
+    from that one, e.g. ``[epochs=120]`` (the first two entries; the figures draw one line per family)."""
+    labels: dict[str, str] = {}
+    found = families(groups)
+    for family in found:
+        main = next(f for f in found if f[0].dataset == family[0].dataset)
+        differs = family_differences(family, main) if family is not main else {}
+        if differs and "trainer.max_epochs" in differs:
+            differs.pop("epochs done", None)
+        text = ",".join(_label(k, v) for k, v in list(differs.items())[:2]) + (",..." if len(differs) > 2 else "")
+        for group in family:
+            labels[group.key] = f"[{text}]" if text else ""
+    return labels

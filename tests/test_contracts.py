@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from lightning_modules.losses import (ContrastiveLoss, HardContrastiveLoss, HardSimpleContrastiveLoss,
-                                      SimpleContrastiveLoss)
+                                      SimpleContrastiveLoss, loss_classes)
 from lightning_modules.negatives import InBatchNegatives, MemoryBank, MomentumQueue
 from tests.conftest import ROOT, quick_args, run_dir
 from tests.toys import KeyTable, TauLoss
@@ -86,15 +86,78 @@ def test_a_toy_loss_and_source_get_every_metric_plot_and_report_column(cifar_sma
     out = tmp_path / "report"
     assert report.main([str(tmp_path / "sweep"), "--out", str(out), "--include-unfinished"]) == 0
     (row,) = list(csv.DictReader(open(out / "table1.csv")))
-    assert (row["loss"], row["temperature"], row["column"]) == ("TauLoss", "0.2", "TauLoss_tau0.2")
+    assert (row["loss"], row["temperature"], row["column"]) == ("toy_infonce", "0.2", "toy_infonce_tau0.2")
     for column in ("uniformity", "tolerance", "alignment", "centroid_norm", "knn_top1", "pos_sim", "neg_sim_10"):
         assert row[column] != "", column
-    assert "TauLoss τ=0.2" in (out / "table1.md").read_text()
-    for figure in ("fig3_relative_penalty.png", "fig8_similarities_cifar10.png", "trajectories.png"):
+    assert f"| {TauLoss.title} τ=0.2 |" in (out / "table1.md").read_text()  # the class's own label
+    for figure in ("fig3_relative_penalty.png", "fig8_similarities_cifar10.png", "trajectories.png",
+                   "uniformity_toy_infonce.png", "tolerance_toy_infonce.png"):  # its own Figs 4-5
         assert (out / figure).is_file(), figure
+    from PIL import Image
+
+    for figure, what in (("uniformity_toy_infonce.png", "Uniformity"), ("tolerance_toy_infonce.png", "Tolerance")):
+        with Image.open(out / figure) as image:
+            assert image.info["Title"] == f"{what}, {TauLoss.title}", figure
+    assert not list(out.glob("fig4_*")) + list(out.glob("fig6_*"))  # no contrastive run: no empty paper figure
+    # and no script was edited for it: none names the toy
+    for path in sorted((ROOT / "scripts").glob("*.py")):
+        assert "toy_infonce" not in path.read_text() and "TauLoss" not in path.read_text(), path.name
+
+
+def test_every_loss_declares_its_catalogue_entry():
+    """The scripts read the losses from the classes (key, title, tempered, hard, source), not tables of names."""
+    classes = loss_classes()
+    keys = [cls.key for cls in classes]
+    assert keys[:4] == ["contrastive", "simple", "hard_contrastive", "hard_simple"]  # the paper's, in its order
+    assert len(set(keys)) == len(keys) and TauLoss in classes  # the toy counts once its module is imported
+    for cls in classes:
+        for name, kind in (("key", str), ("title", str), ("tempered", bool), ("hard", bool), ("source", str),
+                           ("needs_in_batch", bool)):
+            assert isinstance(getattr(cls, name, None), kind), f"{cls.__name__}.{name}"
+        if cls is TauLoss:
+            continue
+        preset = yaml.safe_load((ROOT / "configs/loss" / f"{cls.key}.yaml").read_text())["model"]["init_args"]["loss"]
+        assert preset["class_path"].rsplit(".", 1)[1] == cls.__name__, cls.key
+        loss = cls(**(preset.get("init_args") or {}))
+        assert (loss.temperature is not None) == cls.tempered, cls.key
+    assert (ContrastiveLoss.hard, HardContrastiveLoss.hard, HardSimpleContrastiveLoss.tempered) == (False, True, False)
+
+
+def test_two_classes_with_one_key_are_refused():
+    import gc
+
+    class Again(ContrastiveLoss):
+        key = "contrastive"
+
+    try:
+        with pytest.raises(ValueError, match="'contrastive' is declared by both"):
+            loss_classes()
+    finally:
+        del Again
+        gc.collect()
+    assert [cls.key for cls in loss_classes()].count("contrastive") == 1
 
 
 # ----------------------------------------------------------------------------------------- layering
+def test_scripts_find_runs_in_one_module_and_share_the_figure_style():
+    """Issue 19 item 6: report, claims, compare and figures read runs through scripts/runs.py; no script imports
+    report.py; one figure style (callbacks/figure_style.py) for the per-run plots and the report's figures."""
+    scripts = ROOT / "scripts"
+    for name in ("report", "claims", "compare", "figures"):
+        assert "scripts.runs" in imported_modules(scripts / f"{name}.py"), name
+    for path in sorted(scripts.glob("*.py")):
+        names = imported_modules(path)
+        assert "scripts.report" not in names and not ({"scripts.claims", "scripts.figures"} & names
+                                                      and path.stem in ("runs", "catalogue")), path.name
+    assert "scripts.report" not in imported_modules(scripts / "claims.py")
+    for path in (ROOT / "callbacks/plots.py", scripts / "figures.py"):
+        assert "callbacks.figure_style" in imported_modules(path), path.name
+        text = path.read_text()
+        assert "DPI" not in text and ".savefig(" not in text, path.name  # no copy of the style to drift
+    for path in sorted((ROOT / "callbacks").glob("*.py")):
+        assert not any(name.startswith("scripts") for name in imported_modules(path)), path.name
+
+
 def imported_modules(path) -> set[str]:
     """Every module an ``import`` or ``from ... import`` statement of ``path`` names (absolute imports)."""
     found = set()

@@ -10,7 +10,8 @@ import yaml
 import cli
 from scripts import claim_catalogue
 from tests.conftest import ROOT
-from tests.test_reproduce import report, sweep
+from scripts.runs import describe
+from tests.test_reproduce import sweep
 
 GRID = ROOT / "configs/experiments/grid_cpu3.yaml"
 
@@ -57,7 +58,7 @@ def test_grid_cpu3_runs_three_seeds_of_every_catalogued_cell_on_grid_cpus_recipe
         loss = config["model"]["init_args"]["loss"]
         if "Hard" in loss["class_path"]:
             assert loss["init_args"]["alpha"] == 0.0819 and loss["init_args"]["num_negatives"] is None
-        dataset, key, tau = report.describe(config)
+        dataset, key, tau = describe(config)
         column = f"{key}_tau{float(tau)}" if tau is not None else key
         assert dataset == "cifar10" and cell.name == f"{column}_seed{config['seed_everything']}"
         seen.setdefault(column, set()).add(config["seed_everything"])

@@ -99,7 +99,8 @@ def synthetic_runs(folder: Path) -> list[Run]:
             trajectory = {e: {k: v * (e + 2) / 4 for k, v in final.items()} for e in (0, 1, 2)}
             trajectory[-1] = {k: 0.5 for k in final}  # before training: every cell alike
             runs.append(Run(f"{cell}_seed{seed}", folder / cell, "cifar10", loss, tau, seed,
-                            {"loss": loss, "tau": tau}, True, 3, metrics, trajectory, preds, f"synthetic/{cell}"))
+                            {"model": {"init_args": {"loss": {"key": loss, "temperature": tau}}}, "epochs": 3},
+                            True, 3, metrics, trajectory, preds, f"synthetic/{cell}"))
     return runs
 
 
@@ -158,7 +159,9 @@ def test_seed_figures_draw_every_loss_with_bands_bars_and_both_positives(tmp_pat
             r.metrics[f"val/neg_sim_{k}"] = r.metrics["val/neg_sim_1"] - 0.02 * k
             r.metrics[f"val/neg_sim_bank_top{k}"] = r.metrics["val/neg_sim_bank_top1"] - 0.02 * k
     groups = group_runs(runs)
-    written = figures.seed_figures(groups, tmp_path / "figs", report.paper_table(), report.DATASET_TITLES)
+    from scripts import catalogue
+
+    written = figures.seed_figures(groups, tmp_path / "figs", catalogue.paper_table(), {"cifar10": "CIFAR-10"})
     assert {p.name for p in written} == {
         "fig4_uniformity_contrastive.png", "fig5_tolerance_contrastive.png", "fig6_uniformity_hard_contrastive.png",
         "fig7_tolerance_hard_contrastive.png", "fig8_similarities_cifar10.png", "fig9_accuracy.png",

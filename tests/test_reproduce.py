@@ -20,6 +20,7 @@ import torch
 import yaml
 
 import cli
+from scripts import runs
 from tests.conftest import ROOT
 
 
@@ -103,7 +104,7 @@ def test_every_table1_cell_has_a_consistent_preset():
                     f"-c configs/experiments/{dataset}/{column}.yaml") in text
             preset = yaml.safe_load(text)
             loss = preset["model"]["init_args"]["loss"]
-            loss_key = report.LOSS_KEYS[loss["class_path"].rsplit(".", 1)[1]]
+            loss_key = runs.loss_key(loss["class_path"])  # the class's catalogue key
             tau = loss["init_args"].get("temperature")
             assert (f"{loss_key}_tau{float(tau)}" if tau is not None else loss_key) == column
             if loss_key.startswith("hard"):
@@ -119,7 +120,7 @@ def test_presets_compose_with_base_and_data(capsys, dataset, column):
                            "-c", str(ROOT / f"configs/data/{dataset}.yaml"),
                            "-c", str(EXPERIMENTS / dataset / f"{column}.yaml")], capsys)
     model = config["model"]["init_args"]
-    assert report.describe(config) == (dataset, column.split("_tau")[0],
+    assert runs.describe(config) == (dataset, column.split("_tau")[0],
                                        float(column.split("_tau")[1]) if "_tau" in column else None)
     assert config["trainer"]["logger"][0]["class_path"].endswith("CSVLogger")
     assert config["trainer"]["logger"][0]["init_args"]["name"] == f"{dataset}/{column}"
@@ -150,7 +151,7 @@ def test_short_reproduction_command_keeps_the_cell_and_shortens_the_schedule(cap
     cell = next(c for c in grid.cells if c.name == "cifar10/hard_contrastive_tau1.0")
     opts = sweep.parse_args([str(EXPERIMENTS / "grid_short.yaml"), "--out", str(tmp_path), "--wandb", "off"])
     config = print_config(sweep.pretrain_command(grid, cell, tmp_path / cell.name, opts), capsys)
-    assert report.describe(config) == ("cifar10", "hard_contrastive", 1.0)
+    assert runs.describe(config) == ("cifar10", "hard_contrastive", 1.0)
     assert config["trainer"]["max_epochs"] == 20
     assert config["model"]["init_args"]["scheduler"]["init_args"]["milestones"] == [16, 19]
     assert config["trainer"]["precision"] == "bf16-mixed"
@@ -249,7 +250,7 @@ def test_runner_finishes_each_cell_in_its_own_folder(tiny_sweep):
         assert (cell / marker["checkpoint"]).is_file()
         saved = yaml.safe_load((cell / "pretrain/version_0/config.yaml").read_text())
         expected = ("cifar10", "contrastive", 0.07) if "tau0.07" in name else ("cifar10", "hard_contrastive", 1.0)
-        assert report.describe(saved) == expected
+        assert runs.describe(saved) == expected
         assert last_row(cell / "pretrain/version_0/metrics.csv", "val/uniformity")["epoch"] == "1"
         test_row = last_row(cell / "linear/version_0/metrics.csv", "test/top1_last")
         assert marker["test"]["test/top1_last"] == float(test_row["test/top1_last"])
@@ -330,6 +331,118 @@ def test_compare_keeps_one_row_per_cell_in_the_patterns_order(tiny_sweep, tmp_pa
     assert (tmp_path / "cmp" / "trajectories.png").stat().st_size > 1000
     assert compare.main([str(tmp_path / "runs"), "--cells", "*simple*", "--out", str(tmp_path / "none")]) == 1
     assert "no finished cell" in capsys.readouterr().err
+
+
+def copy_cell(source: Path, dest: Path, seed: int, **changes) -> Path:
+    """A copy of a finished cell under another name, its pretraining config given another seed (and ``changes``:
+    dotted path -> value), as if that recipe had run."""
+    shutil.copytree(source, dest)
+    path = dest / "pretrain/version_0/config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["seed_everything"] = seed
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path.write_text(yaml.safe_dump(config))
+    return dest
+
+
+def test_report_averages_only_runs_of_one_recipe_and_counts_each_number(tiny_sweep, tmp_path):
+    """Issue 16 item 5: other recipes are separate columns named by what differs; a count per number."""
+    _, out = tiny_sweep
+    root = tmp_path / "runs"
+    copy_cell(out / CELLS[0], root / "a", seed=0)
+    copy_cell(out / CELLS[0], root / "b", seed=1)  # another seed of the same recipe: averaged with a
+    copy_cell(out / CELLS[0], root / "c", seed=2, **{"data.init_args.batch_size": 64})  # another recipe
+    (copy_cell(out / CELLS[0], root / "d", seed=3) / "finished.json").unlink()  # a third seed, no accuracy yet
+    assert report.main([str(root), "--out", str(tmp_path / "r"), "--include-unfinished", "--no-figures"]) == 0
+    with open(tmp_path / "r/table1.csv", newline="") as f:
+        rows = {r["cell"]: r for r in csv.DictReader(f)}
+    assert rows["a"]["column"] == rows["b"]["column"] == rows["d"]["column"] == "contrastive_tau0.07[batch_size=32]"
+    assert rows["c"]["column"] == "contrastive_tau0.07[batch_size=64]"
+    assert [rows[c]["runs_in_group"] for c in "abcd"] == ["3", "3", "1", "3"]
+    assert (rows["c"]["differs"], rows["d"]["finished"], rows["d"]["top1_last"]) == ("data.batch_size=64", "False", "")
+    table = (tmp_path / "r/table1.md").read_text()
+    accuracy, uniformity = float(rows["a"]["top1_last"]), float(rows["a"]["uniformity"])
+    assert f"| {accuracy:.2f} (mean of 2 of 3 runs: {accuracy:.2f}-{accuracy:.2f}) / 79.75 | " in table
+    assert f"| {accuracy:.2f} / 79.75 |" in table  # c: its one run
+    assert f"{uniformity:.3f} (mean of 3: {uniformity:.3f}-{uniformity:.3f}) / 3.86" in table
+    assert "contrastive loss (Eq 1) τ=0.07 [batch_size=64]" in table
+    assert "- contrastive_tau0.07[batch_size=64]: data.batch_size = 64" in table
+    claims_md = (tmp_path / "r/claims.md").read_text()
+    assert "contrastive_tau0.07[batch_size=32]" not in claims_md.split("Not compared")[1]  # the family compared
+    assert "- contrastive_tau0.07[batch_size=64]: data.batch_size = 64" in claims_md.split("Not compared")[1]
+
+
+def test_the_recipe_leaves_out_only_what_seeds_of_one_cell_may_change_and_groups_follow_it():
+    config = {"seed_everything": 3, "ckpt_path": "a/last.ckpt",
+              "trainer": {"max_epochs": 2, "default_root_dir": "runs/a", "logger": [{"init_args": {"name": "a"}}],
+                          "callbacks": [{"class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                                         "init_args": {"dirpath": "a/ckpt", "every_n_epochs": 1}},
+                                        {"class_path": "pytorch_lightning.callbacks.TQDMProgressBar"}]},
+              "model": {"init_args": {"loss": {"class_path": "lightning_modules.losses.ContrastiveLoss",
+                                               "init_args": {"temperature": 0.2}}}},
+              "data": {"class_path": "datamodules.cifar.CIFAR10DataModule", "init_args": {"data_dir": "data/a"}}}
+    recipe = runs.recipe(config)
+    assert recipe == {"trainer": {"max_epochs": 2, "callbacks": [{
+        "class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_epochs": 1}}]},
+        "model": config["model"], "data": config["data"]}  # the data folder is part of the recipe
+
+    def run(name: str, seed: int, epochs: int = 2, **changes) -> runs.Run:
+        flat = {"trainer.max_epochs": 2, "data.init_args.data_dir": "data/a", **changes}
+        tree: dict = {}
+        for dotted, value in flat.items():
+            *parents, last = dotted.split(".")
+            node = tree
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+        return runs.Run(name, Path(name), "cifar10", "contrastive", 0.2, seed, tree, epochs == 2, epochs)
+
+    groups = runs.group_runs([run("a", 0), run("b", 1), run("c", 2, **{"data.init_args.data_dir": "data/b"}),
+                              run("d", 0, **{"trainer.max_epochs": 4}), run("e", 1, epochs=1)])
+    by_key = {g.key: sorted(r.name for r in g.runs) for g in groups}
+    assert by_key == {"contrastive_tau0.2[epochs=2,2 epochs done,data_dir=data/a]": ["a", "b"],
+                      "contrastive_tau0.2[epochs=2,2 epochs done,data_dir=data/b]": ["c"],
+                      "contrastive_tau0.2[epochs=4,2 epochs done,data_dir=data/a]": ["d"],
+                      "contrastive_tau0.2[epochs=2,1 epochs done,data_dir=data/a]": ["e"]}
+    (ab,) = [g for g in groups if len(g.runs) == 2]
+    assert ab.differs == {"trainer.max_epochs": 2, "epochs done": 2, "data.data_dir": "data/a"}
+    assert [g.key for g in runs.group_runs([run("a", 0), run("b", 1)])] == ["contrastive_tau0.2"]  # no suffix alone
+
+
+def test_report_writes_no_empty_figure_and_lists_the_claims_it_cannot_test(tiny_sweep, tmp_path):
+    _, out = tiny_sweep
+    shutil.copytree(out / CELLS[1], tmp_path / "runs" / CELLS[1])  # the hard loss alone
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "r")]) == 0
+    assert {p.name for p in (tmp_path / "r").glob("*.png")} == {
+        "fig3_relative_penalty.png", "fig6_uniformity_hard_contrastive.png", "fig7_tolerance_hard_contrastive.png",
+        "fig8_similarities_cifar10.png", "fig9_accuracy.png", "trajectories.png",
+        "uniformity_tolerance_cifar10.png"}  # no contrastive run: no Figs 4-5
+    claims_md = (tmp_path / "r/claims.md").read_text()
+    assert "**holds**" not in claims_md and "not resolved" not in claims_md  # one cell: nothing tested
+    assert "| not tested: missing contrastive_tau0.07, contrastive_tau0.2, contrastive_tau0.3" in claims_md
+    assert "hard_contrastive_tau0.07, hard_contrastive_tau1.0 (top1_lbfgs) |" in claims_md  # no L-BFGS probe here
+
+
+def test_figures_has_a_command_line_and_report_says_which_folder(tiny_sweep, tmp_path, capsys):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/figures.py"), "--help"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("usage: figures.py") and "--out" in done.stdout
+    with pytest.raises(SystemExit) as exit_info:
+        report.main(["--help"])
+    assert exit_info.value.code == 0
+    said = capsys.readouterr().out
+    assert "save_dir" in said and "runs/pretrain" in said  # where cli.py's runs are
+    figures = _script("figures")
+    _, out = tiny_sweep
+    assert figures.main([str(out), "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f/fig4_uniformity_contrastive.png").is_file() and not (tmp_path / "f/table1.md").exists()
+    assert figures.main([str(tmp_path), "--out", str(tmp_path / "g")]) == 1
+    assert "error: no finished run" in capsys.readouterr().err
 
 
 def test_lost_linear_evaluation_is_redone_alone(tiny_sweep, tmp_path):
@@ -424,14 +537,14 @@ def test_wandb_reader_pairs_pretraining_and_linear_runs(tiny_sweep, monkeypatch)
             self.name, self.job_type, self.summary, self.state = name, job_type, summary, state
             self.config, self.path = {"config": config} if config else {}, ["me", "project", name]
 
-    runs = [Run(CELLS[0], "linear", {"test/top1_last": 0.5, "test/top1_best": 0.625}),
+    fake = [Run(CELLS[0], "linear", {"test/top1_last": 0.5, "test/top1_best": 0.625}),
             Run(CELLS[0], "pretrain", {"val/uniformity": 3.5, "val/tolerance": 0.2, "epoch": 199}, saved),
             Run("crashed", "pretrain", {"val/uniformity": 1.0}, saved, state="crashed")]
-    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"runs": lambda self, path, filters: runs})())
-    (cell,) = report.load_wandb_cells("project", None, "tiny")
-    assert (cell.name, cell.dataset, cell.loss, cell.temperature, cell.epochs) == \
-        (CELLS[0], "cifar10", "contrastive", 0.07, 200)
-    assert report.ours(cell)["top1_best"] == 62.5 and report.ours(cell)["uniformity"] == 3.5
+    monkeypatch.setattr(wandb, "Api", lambda: type("Api", (), {"runs": lambda self, path, filters: fake})())
+    (cell,) = runs.find_wandb_runs("project", None, "tiny")
+    assert (cell.name, cell.dataset, cell.loss, cell.temperature, cell.epochs, cell.seed, cell.finished) == \
+        (CELLS[0], "cifar10", "contrastive", 0.07, 200, 0, True)
+    assert runs.quantities(cell)["top1_best"] == 62.5 and runs.quantities(cell)["uniformity"] == 3.5
 
 
 def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
@@ -445,12 +558,12 @@ def test_report_joins_resumed_versions_and_drops_abandoned_ones(tmp_path):
     abandoned = write(0, [(0, 1.0), (1, 1.5), (2, 1.75)])  # died before its first checkpoint
     fresh = write(1, [(0, 2.0), (1, 2.5)])  # the runner started again: it ran to a checkpoint at epoch 1
     resumed = write(2, [(2, 3.0)])  # and resumed from it
-    assert report.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
-    assert report.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
+    assert runs.last_epoch_values([abandoned, fresh, resumed]) == (3, {"val/uniformity": 3.0})
+    assert runs.last_epoch_values([abandoned, fresh]) == (2, {"val/uniformity": 2.5})
     # the trajectory figure follows the same versions: the abandoned run's epoch 2 is gone
-    assert report.trajectory([abandoned, fresh, resumed]) == \
+    assert runs.trajectory([abandoned, fresh, resumed]) == \
         {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}, 2: {"val/uniformity": 3.0}}
-    assert report.trajectory([abandoned, fresh]) == {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}}
+    assert runs.trajectory([abandoned, fresh]) == {0: {"val/uniformity": 2.0}, 1: {"val/uniformity": 2.5}}
 
 
 @pytest.mark.parametrize("grid_name", ["grid_cpu.yaml", "grid_early_phase.yaml", "grid_cpu_accuracy.yaml"])
@@ -481,9 +594,10 @@ def test_cpu_grids_resolve_every_cell(grid_name, capsys):
 
 def _cell(column: str, traj: dict[int, dict[str, float]], final: dict[str, float], name: str | None = None):
     loss, _, tau = column.partition("_tau")
-    return report.CellResult(name or column, "cifar10", loss, float(tau) if tau else None, max(traj) + 1,
-                             {**{f"val/{k}": v for k, v in traj[max(traj)].items()}, **final}, True, "", 
-                             {e: {f"val/{k}": v for k, v in row.items()} for e, row in traj.items()})
+    return runs.Run(name or column, Path(name or column), "cifar10", loss, float(tau) if tau else None,
+                    1 if name else 0, {"model": {"init_args": {"loss": column}}}, True, max(traj) + 1,
+                    {**{f"val/{k}": v for k, v in traj[max(traj)].items()}, **{k: 100 * v for k, v in final.items()}},
+                    {e: {f"val/{k}": v for k, v in row.items()} for e, row in traj.items()})
 
 
 def test_claims_give_verdict_margin_seed_spread_and_first_epoch():
@@ -515,8 +629,13 @@ def test_claims_give_verdict_margin_seed_spread_and_first_epoch():
     assert not lbfgs["holds"] and lbfgs["margin"] == pytest.approx(100 * (0.46 - 0.48))
     # equal gaps: the Fig 8 gap claim is a strict ordering, so it does not hold
     assert not rows["Fig 8: the smaller tau, the wider the gap between the positive and the nearest negative"]["holds"]
-    assert "simple is the least uniform" not in rows  # no simple cell: the claim is not tested
-    assert "| -L_uniformity falls as tau rises (contrastive) | yes | +0.700" in claims.markdown(list(rows.values()))
+    simple = rows["simple is the least uniform"]  # no simple cell: listed as not tested, with what it lacks
+    assert not simple["tested"] and simple["missing"] == ["simple"]
+    hard = rows["accuracy, SGD probe (paper): the hard loss gains at large tau"]
+    assert not hard["tested"] and hard["missing"] == ["hard_contrastive_tau1.0"]
+    text = claims.markdown(list(rows.values()))
+    assert "| -L_uniformity falls as tau rises (contrastive) | yes | +0.700" in text
+    assert "- simple is the least uniform: needs simple" in text.split("Not tested")[1]
 
 
 def test_report_reads_plain_cli_runs_and_says_what_it_looked_for(cifar_small, tmp_path, capsys):
