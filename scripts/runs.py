@@ -122,6 +122,13 @@ class Group:
     def temperature(self) -> float | None:
         return self.first.temperature
 
+    @property
+    def suffix(self) -> str:
+        """What the key adds to the loss and temperature, e.g. ``[epochs=120]``; ``""`` when nothing, or when it
+        names only the dataset (a table or figure of one dataset need not repeat it)."""
+        extra = self.key[len(column_key(self.loss, self.temperature)):]
+        return "" if extra == f"[{self.dataset}]" else extra
+
     def values(self, quantity: str) -> list[float]:
         """The values of one of :func:`quantities` over the runs that have it (the count behind a mean)."""
         return [v for run in self.runs if (v := quantities(run).get(quantity)) is not None]
