@@ -39,7 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from callbacks.figure_style import save_figure  # noqa: E402
 from scripts import catalogue  # noqa: E402
-from scripts.runs import Group, Run, column_key, family_labels, find_runs, group_runs  # noqa: E402
+from scripts.runs import Group, Run, family_labels, find_runs, group_runs  # noqa: E402
 
 #: (metric key in metrics.csv, panel title) of the trajectory figure
 TRAJECTORY_PANELS = (("val/uniformity", "-L_uniformity (test split)"),
@@ -178,8 +178,7 @@ def _mean(group: Group, quantity: str) -> float | None:
 
 def _suffix(group: Group) -> str:
     """`` [epochs=120]`` for a group that shares its loss and temperature with another, else ``""``."""
-    base = column_key(group.loss, group.temperature)
-    return f" {group.key[len(base):]}" if group.key != base else ""
+    return f" {group.suffix}" if group.suffix else ""
 
 
 def _cell_label(group: Group) -> str:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 from pathlib import Path
@@ -50,7 +51,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts import catalogue  # noqa: E402
-from scripts.runs import Group, Run, column_key, find_runs, find_wandb_runs, group_runs, quantities  # noqa: E402
+from scripts.runs import (Group, Run, column_key, find_runs, find_wandb_runs, flatten, group_runs,  # noqa: E402
+                          quantities)
 
 MISSING = "—"
 
@@ -79,8 +81,7 @@ def entry(group: Group | None, quantity: str, digits: int) -> str:
 
 def header(group: Group | None, column: str) -> str:
     loss, tau = (group.loss, group.temperature) if group is not None else catalogue.parse_column(column)
-    base = column_key(loss, tau)
-    suffix = f" {group.key[len(base):]}" if group is not None and group.key != base else ""
+    suffix = f" {group.suffix}" if group is not None and group.suffix else ""
     return catalogue.loss_title(loss) + (f" τ={tau:g}" if tau is not None else "") + suffix
 
 
@@ -93,6 +94,20 @@ def columns_of(groups: list[Group], paper_columns: list[str]) -> list[tuple[str,
     rest = [g for g in groups if column_key(g.loss, g.temperature) not in paper_columns]
     rest.sort(key=lambda g: (catalogue.loss_order(g.loss), g.temperature is not None, g.temperature or 0.0, g.key))
     return out + [(column_key(g.loss, g.temperature), g) for g in rest]
+
+
+def kept_apart(groups: list[Group]) -> list[tuple[str, dict]]:
+    """(group key, the recipe entries where it differs from the others of its column) for the columns of one
+    dataset that hold several groups."""
+    out = []
+    for group in groups:
+        same = [g for g in groups if (g.loss, g.temperature) == (group.loss, group.temperature)]
+        if len(same) > 1:
+            flat = [{**flatten(g.first.recipe), "epochs done": g.first.epochs} for g in same]
+            mine = flat[same.index(group)]
+            out.append((group.key, {k: mine.get(k) for k in group.differs
+                                    if len({json.dumps(f.get(k), default=str) for f in flat}) > 1}))
+    return out
 
 
 def write_csv(groups: list[Group], paper: dict, path: Path) -> None:
@@ -150,10 +165,10 @@ def markdown_table(groups: list[Group], paper: dict, paper_columns: list[str]) -
                 cells.append(f"{entry(group, ours_key, digits)} / {MISSING if ref is None else f'{ref:g}'}")
             lines.append(f"| {title} | " + " | ".join(cells) + " |")
         lines.append("")
-        split = [g for _, g in columns if g is not None and g.differs]
-        if split:
+        apart = kept_apart([g for _, g in columns if g is not None])
+        if apart:
             lines.append("Columns that share a loss and temperature but not a recipe (kept apart):")
-            lines += [f"- {g.key}: " + ", ".join(f"{k} = {v}" for k, v in g.differs.items()) for g in split]
+            lines += [f"- {key}: " + ", ".join(f"{k} = {v}" for k, v in differs.items()) for key, differs in apart]
             lines.append("")
     if not_run:
         lines += [f"No runs on {', '.join(not_run)}: every cell missing (the paper's numbers are in "

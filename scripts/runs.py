@@ -41,7 +41,8 @@ if str(ROOT) not in sys.path:
 #: one cell (the seed, where the files go, logger names and ids, checkpoints, how progress is shown)
 NOT_RECIPE = ("seed_everything", "ckpt_path", "trainer.logger", "trainer.default_root_dir",
               "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.profiler",
-              "data.init_args.num_workers")
+              "data.init_args.num_workers",
+              "overwrite_run", "allow_changed_hparams")  # cli.py's run-management flags (issue 16's branch)
 #: callback arguments that name folders or files, not what is trained or measured
 CALLBACK_PATHS = ("dirpath", "filename")
 #: callbacks that only show progress
@@ -121,6 +122,13 @@ class Group:
     @property
     def temperature(self) -> float | None:
         return self.first.temperature
+
+    @property
+    def suffix(self) -> str:
+        """What the key adds to the loss and temperature, e.g. ``[epochs=120]``; ``""`` when nothing, or when it
+        names only the dataset (a table or figure of one dataset need not repeat it)."""
+        extra = self.key[len(column_key(self.loss, self.temperature)):]
+        return "" if extra == f"[{self.dataset}]" else extra
 
     def values(self, quantity: str) -> list[float]:
         """The values of one of :func:`quantities` over the runs that have it (the count behind a mean)."""

@@ -412,6 +412,10 @@ def test_the_recipe_leaves_out_only_what_seeds_of_one_cell_may_change_and_groups
     (ab,) = [g for g in groups if len(g.runs) == 2]
     assert ab.differs == {"trainer.max_epochs": 2, "epochs done": 2, "data.data_dir": "data/a"}
     assert [g.key for g in runs.group_runs([run("a", 0), run("b", 1)])] == ["contrastive_tau0.2"]  # no suffix alone
+    other = run("f", 0, **{"data.class_path": "datamodules.cifar.CIFAR100DataModule"})
+    other.dataset = "cifar100"
+    two = runs.group_runs([run("a", 0, **{"data.class_path": "datamodules.cifar.CIFAR10DataModule"}), other])
+    assert [(g.key, g.suffix) for g in two] == [("contrastive_tau0.2[cifar10]", ""), ("contrastive_tau0.2[cifar100]", "")]
 
 
 def test_report_writes_no_empty_figure_and_lists_the_claims_it_cannot_test(tiny_sweep, tmp_path):
