@@ -13,6 +13,7 @@ from lightning_modules.base import SuiteModule, recipe_factory
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
 from lightning_modules.negatives import MemoryBank, NegativeSource
+from lightning_modules.similarities import Similarities
 
 from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
 from pytorch_lightning.cli import OptimizerCallable as OptimizerFactory
@@ -30,6 +31,14 @@ def paper_schedule(optimizer: torch.optim.Optimizer) -> Any:
 
 #: the recipe whose optimiser and schedule a module built without them uses
 RECIPE = "configs/base.yaml"
+
+
+def as_record(out: Similarities | tuple[torch.Tensor, torch.Tensor]) -> Similarities:
+    """A source's output as a record: sources written before the record return ``(pos (B,), neg (B, K))``."""
+    if isinstance(out, Similarities):
+        return out
+    pos, neg = out
+    return Similarities(pos.unsqueeze(1), neg)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -60,8 +69,9 @@ class ContrastiveModule(SuiteModule):
             (50 matches Lightning's logging interval, which waits anyway). The memory
             bank never takes a non-finite update in between.
         penalty_entropy_every_n_steps: how often to log ``train/penalty_entropy``, the
-            mean entropy of Eq 5's relative penalty (losses with a temperature only);
-            0 never.
+            mean entropy of the loss's relative penalty (its gradient's share per negative:
+            Eq 5 for the contrastive loss, Eq 8 for the hard one, uniform for the simple
+            one), and the other diagnostics of the step; 0 never.
         channels_last: run the encoder in channels-last memory format (faster convolutions
             on GPUs with tensor cores).
         compile: run the encoder through ``torch.compile`` (the checkpoint keeps the plain
@@ -141,17 +151,18 @@ class ContrastiveModule(SuiteModule):
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         index, images, _ = batch
-        pos, neg = self.negatives(self.embed, index, as_views(images))  # (B,), (B, K)
-        loss = self.loss(pos, neg)
+        sims = as_record(self.negatives(self.embed, index, as_views(images)))  # pos (B, P), neg (B, K)
+        loss = self.loss(sims)
         self._watch_finite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
+        self.log("train/pos_sim", sims.pos.detach().mean(), on_step=False, on_epoch=True)
         every = self.penalty_entropy_every_n_steps
         # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
+            seen = sims.detach()
             with torch.no_grad():
-                entropy = self.loss.penalty_entropy(pos.detach(), neg.detach())  # None without a temperature
-                in_hard_set = self.loss.positive_in_hard_set(pos.detach(), neg.detach())  # None unless hard
+                entropy = self.loss.penalty_entropy(seen)  # from the loss's own gradient (autograd inside)
+                in_hard_set = self.loss.positive_in_hard_set(seen)  # None unless hard
             if entropy is not None:
                 self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
             if in_hard_set is not None:
