@@ -30,7 +30,8 @@ VAL_KEYS = ["val/uniformity", "val/tolerance", "val/alignment", "val/centroid_no
             *[f"val/neg_sim_{k}" for k in range(1, 11)]]
 BANK_KEYS = ["bank/centroid_norm", "bank/uniformity", "bank/tolerance", "bank/pos_sim",
              *[f"bank/neg_sim_{k}" for k in range(1, 11)]]
-TRAIN_KEYS = ["train/loss_step", "train/loss_epoch", "train/pos_sim", "train/penalty_entropy"]
+TRAIN_KEYS = ["train/loss_step", "train/loss_epoch", "train/pos_sim", "train/penalty_entropy",
+              "train/false_negative_rate"]
 
 
 def test_the_loss_contract_does_not_depend_on_argument_names():

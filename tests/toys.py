@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.losses import ContrastiveLossBase, masked_logsumexp
-from lightning_modules.negatives import NegativeSource, drop_column
+from lightning_modules.negatives import NegativeSource, drop_column, skipping_one
+from lightning_modules.similarities import NegativeIndex, Similarities
 
 
 class TauLoss(ContrastiveLossBase):
@@ -60,11 +61,13 @@ class KeyTable(NegativeSource):
     def indexed_keys(self) -> Tensor | None:
         return self.table if self.table.numel() else None
 
-    def forward(self, embed, index: Tensor, views: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, embed, index: Tensor, views: list[Tensor]) -> Similarities:
         q = embed(views[0]).float()  # (B, d)
         sims = q @ self.table.t()  # (B, N)
         self._pending = (index, q.detach())
-        return sims.gather(1, index.unsqueeze(1)).squeeze(1), drop_column(sims, index)
+        neg = drop_column(sims, index)  # (B, N - 1); column j names image j, or j + 1 past the anchor's own
+        return Similarities(sims.gather(1, index.unsqueeze(1)), neg,
+                            neg_index=NegativeIndex(skipping_one(index), neg.shape), index=index)
 
     @torch.no_grad()
     def update(self) -> None:
