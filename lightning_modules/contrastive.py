@@ -156,7 +156,7 @@ class ContrastiveModule(SuiteModule):
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         index, images, labels = batch
-        self.train_labels.index_copy_(0, index, labels.to(self.train_labels.dtype))  # (B,) writes, no sync
+        self._learn_labels(index, labels)
         sims = as_record(self.negatives(self.embed, index, as_views(images)))  # pos (B, P), neg (B, K)
         loss = self.loss(sims)
         self._watch_finite(loss)
@@ -167,8 +167,6 @@ class ContrastiveModule(SuiteModule):
         if every and (self.global_step + 1) % every == 0:
             seen = sims.detach()
             with torch.no_grad():
-                # every process's labels of this step (one small gather, on these steps only)
-                self.train_labels.index_copy_(0, D.gather(index), D.gather(labels.to(self.train_labels.dtype)))
                 entropy = self.loss.penalty_entropy(seen)  # from the loss's own gradient (autograd inside)
                 in_hard_set = self.loss.positive_in_hard_set(seen)  # None unless hard
                 false_negatives = self.false_negative_rate(seen)  # None without the images' indices
@@ -179,6 +177,16 @@ class ContrastiveModule(SuiteModule):
                 # hard losses: how often the positive is no closer than the chosen negatives
                 self.log("train/pos_in_hard_set", in_hard_set, on_step=True, on_epoch=False)
         return loss
+
+    @torch.no_grad()
+    def _learn_labels(self, index: torch.Tensor, labels: torch.Tensor) -> None:
+        """Record the classes of the global batch's images in :attr:`train_labels` (no host sync).
+
+        Every process writes every process's batch (one gather of 2 x B integers under data
+        parallelism, none on one process), so all keep the same buffer, as one process would.
+        """
+        pairs = D.gather(torch.stack([index.long(), labels.long()], dim=1))  # (W*B, 2)
+        self.train_labels.index_copy_(0, pairs[:, 0], pairs[:, 1])
 
     @torch.no_grad()
     def false_negative_rate(self, sims: Similarities, nearest: int = 10) -> torch.Tensor | None:

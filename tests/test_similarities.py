@@ -222,3 +222,32 @@ def test_the_relative_penalty_leaves_no_gradient_and_needs_no_grad_mode():
         r = ContrastiveLoss(0.1).relative_penalty(Similarities(pos, neg))
     assert not r.requires_grad and neg.grad is None
     torch.testing.assert_close(r.sum(1), torch.ones(3, dtype=torch.float64))
+
+
+class InfWatch(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records every op whose output holds an infinity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and torch.isinf(t).any():
+                self.seen.append(func.overloadpacket.__name__)
+        return out
+
+
+@pytest.mark.parametrize("loss", [HardContrastiveLoss(0.1, alpha=0.2), HardContrastiveLoss(0.1, num_negatives=4),
+                                  HardSimpleContrastiveLoss(alpha=0.2), ContrastiveLoss(0.1)], ids=repr)
+@pytest.mark.parametrize("masked", [False, True])
+def test_no_infinity_is_used_to_drop_a_negative(loss, masked):
+    """The hard losses once padded unselected negatives with -inf; masks and torch.where do it now."""
+    pos, neg = draw(4, 20, seed=11)
+    neg.requires_grad_(True)
+    sims = Similarities(pos, neg, neg_mask=ragged_mask(4, 20) if masked else None)
+    with InfWatch() as watch:
+        loss(sims).backward()
+        loss.relative_penalty(sims)
+    assert watch.seen == []

@@ -153,3 +153,14 @@ def test_a_checkpoint_without_the_label_buffer_still_loads():
     module.load_state_dict(old)
     assert (module.train_labels == -1).all()
     assert "train_labels" in module.state_dict()  # and the next checkpoint keeps what was learned
+
+
+def test_a_source_that_returns_the_old_pair_still_feeds_the_loss():
+    from lightning_modules.contrastive import as_record
+
+    pos, neg = torch.rand(3), torch.rand(3, 5)
+    sims = as_record((pos, neg))
+    assert sims.pos.shape == (3, 1) and sims.neg is neg and sims.index is None and sims.neg_index is None
+    assert as_record(sims) is sims
+    module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), negatives=MemoryBank(dim=8), num_samples=16)
+    assert module.false_negative_rate(sims) is None  # no image named: nothing to count, nothing logged
