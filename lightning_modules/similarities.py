@@ -34,7 +34,9 @@ class NegativeIndex:
 
     A source knows how column j of row i maps to an image (the bank skips the anchor's own
     entry, in-batch negatives skip the anchor's two views, the queue keeps an index per slot),
-    so it hands over that map instead of a (B, K) table that most steps would never read.
+    so it hands over that map instead of a (B, K) table that most steps would never read. A
+    lookup may run a collective (in-batch negatives gather every process's indices): call it on
+    every process alike, as the module's logging steps do, and before the source's ``update()``.
 
     Args:
         lookup: maps columns (B, M) long to dataset indices (B, M) long, -1 for unknown.

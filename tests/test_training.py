@@ -74,6 +74,12 @@ def test_hard_losses_log_how_often_the_positive_joins_the_hard_set(cifar_small, 
     # an untrained encoder against a random bank: the positive is no nearer than the hardest negatives
     assert values[0] < 0.5
     assert run.model.loss.alpha == 0.0819 and run.model.loss.num_negatives is None
+    # the logged penalty entropy is Eq 8's, over the kept negatives: at most log(kept), far below Eq 5's log K
+    kept = run.model.loss.quantile_count(run.model.num_samples - 1)
+    entropies = [float(r["train/penalty_entropy"]) for r in csv.DictReader(open(run_dir(tmp_path) / "metrics.csv"))
+                 if r.get("train/penalty_entropy")]
+    assert len(entropies) == 3 and all(0 < h <= math.log(kept) + 1e-6 for h in entropies), (entropies, kept)
+    assert math.log(kept) < math.log(run.model.num_samples - 1) - 2
 
 
 # ---- the step's diagnostics: derived from the loss and from the record -------------------------------------
