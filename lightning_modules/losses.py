@@ -231,7 +231,11 @@ def _contrastive(pos: Tensor, neg: Tensor, temperature: float, mask: Tensor | No
     """Eq 1 per anchor, (B,): pos (B, P), neg (B, K), the mean over the P positives."""
     # -log(e^a / (e^a + e^b)) = log(1 + e^(b - a)); logaddexp with 0 is accurate for tiny losses, never
     # overflows, and unlike F.softplus (linear above 20) keeps the gradient sigmoid(b - a) exact
-    margin = masked_logsumexp(neg / temperature, mask, dim=1).unsqueeze(1) - pos / temperature  # (B, P)
+    lse = masked_logsumexp(neg / temperature, mask, dim=1)  # (B,)
+    if pos.shape[1] == 1:  # one positive (two views): no (B, 1) detour, the ops of the pair API
+        margin = lse - pos[:, 0] / temperature  # (B,)
+        return torch.logaddexp(margin, torch.zeros_like(margin))
+    margin = lse.unsqueeze(1) - pos / temperature  # (B, P)
     return torch.logaddexp(margin, torch.zeros_like(margin)).mean(dim=1)  # (B,)
 
 
@@ -298,7 +302,7 @@ class SimpleContrastiveLoss(ContrastiveLossBase):
         else:
             total = torch.where(mask, neg, torch.zeros_like(neg)).sum(dim=1)  # (B,); zero gradient off-mask
             total = total / mask.sum(dim=1).clamp(min=1) if self.lam is None else self.lam * total
-        return total - pos.mean(dim=1)  # the mean over the P positives of -s+ + lam sum_j s_j
+        return total - (pos[:, 0] if pos.shape[1] == 1 else pos.mean(dim=1))  # mean over P of -s+ + lam sum s_j
 
     def extra_repr(self) -> str:
         return f"lam={'1/K' if self.lam is None else self.lam}"
