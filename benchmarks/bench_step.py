@@ -24,7 +24,7 @@ import pytorch_lightning as pl  # noqa: E402
 from pytorch_lightning.loggers import CSVLogger  # noqa: E402
 
 from lightning_modules.contrastive import ContrastiveModule  # noqa: E402
-from lightning_modules.encoders import ResNetEncoder  # noqa: E402
+from lightning_modules.encoders import ResNetEncoder, SmallConvEncoder  # noqa: E402
 from lightning_modules.losses import ContrastiveLoss, HardContrastiveLoss  # noqa: E402
 from lightning_modules.negatives import MemoryBank  # noqa: E402
 
@@ -60,9 +60,16 @@ class StepTimer(pl.Callback):
         self.seconds = time.perf_counter() - self.start
 
 
+def make_encoder(args) -> torch.nn.Module:
+    """The backbone: a ResNet, or ``small`` (a 4-layer CNN) so that the bank and the loss dominate the step."""
+    if args.arch == "small":
+        return SmallConvEncoder(width=16, out_dim=128)
+    return ResNetEncoder(args.arch, cifar_stem=args.size <= 64)
+
+
 def time_suite(args, loss) -> float:
     torch.manual_seed(0)
-    module = ContrastiveModule(encoder=ResNetEncoder(args.arch, cifar_stem=args.size <= 64),
+    module = ContrastiveModule(encoder=make_encoder(args),
                                loss=loss, negatives=MemoryBank(dim=128), num_samples=args.bank,
                                channels_last=args.channels_last)
     batch = fixed_batch(args.batch, args.bank, args.size, "cpu")
@@ -79,7 +86,7 @@ def time_suite(args, loss) -> float:
 
 def time_bare(args) -> float:
     torch.manual_seed(0)
-    encoder = ResNetEncoder(args.arch, cifar_stem=args.size <= 64).to(args.device)
+    encoder = make_encoder(args).to(args.device)
     if args.channels_last:
         encoder = encoder.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(encoder.parameters(), lr=0.03, momentum=0.9, weight_decay=5e-4)
@@ -105,7 +112,8 @@ def time_bare(args) -> float:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--arch", default="resnet18")
+    parser.add_argument("--arch", default="resnet18",
+                        help="a torchvision ResNet name, or 'small' (a 4-layer CNN: the suite's own work dominates)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--bank", type=int, default=50_000)
     parser.add_argument("--size", type=int, default=32)

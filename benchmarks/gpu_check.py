@@ -72,8 +72,7 @@ def encoder(tiny: bool) -> torch.nn.Module:
 def step(module: ContrastiveModule, optimizer: torch.optim.Optimizer, index: torch.Tensor,
          views: list[torch.Tensor]) -> torch.Tensor:
     """One pretraining step as ContrastiveModule.training_step does it, without Lightning's loop."""
-    pos, neg = module.negatives(module.embed, index, views)
-    loss = module.loss(pos, neg)
+    loss = module.loss(module.negatives(module.embed, index, views))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -135,9 +135,9 @@ class EmbeddingMetrics(Callback):
 
     # -------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        temperature = pl_module.loss.temperature if isinstance(pl_module, ContrastiveModule) else None
-        if self.plot and temperature is not None and trainer.is_global_zero:
-            path = plots.plot_relative_penalty([temperature], self.plot_dir / "relative_penalty.png")
+        if self.plot and isinstance(pl_module, ContrastiveModule) and trainer.is_global_zero:
+            # any loss: the curve is the loss's own relative penalty (Eq 5 for the contrastive loss)
+            path = plots.plot_relative_penalty([pl_module.loss], self.plot_dir / "relative_penalty.png")
             self._send_image(trainer, "plots/relative_penalty", path)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

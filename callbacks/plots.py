@@ -94,38 +94,57 @@ def plot_similarity_profile(history: Mapping[int, tuple[float, Sequence[float]]]
 
 
 # --------------------------------------------------------------------------- Fig 3
-def plot_relative_penalty(temperatures: float | Sequence[float], path: str | Path, num_points: int = 400,
-                          num_negatives: int = 4096, seed: int = 0, log_scale: bool = False) -> Path:
-    """Fig 3: the relative penalty ``r = exp(s/tau) / sum_k exp(s_k/tau)`` against the similarity s.
+def _penalty_label(loss: Any) -> str:
+    if type(loss).__name__ == "ContrastiveLoss":
+        return f"τ = {loss.temperature:g}"  # the paper's Fig 3: one curve per temperature
+    name = getattr(loss, "title", None) or type(loss).__name__
+    return name if loss.temperature is None else f"{name}, τ = {loss.temperature:g}"
+
+
+def plot_relative_penalty(losses: Any, path: str | Path, num_points: int = 400, num_negatives: int = 4096,
+                          seed: int = 0, log_scale: bool = False, positive: float = 0.5) -> Path:
+    """Fig 3: each negative's relative penalty ``r`` against its similarity s, for each loss.
 
     As in the paper, ``num_negatives`` similarities are drawn uniformly from [-1, 1] (a fixed
-    seed, so every call draws the same set), the Eq 5 distribution is computed analytically
-    for each temperature, and ``num_points`` of the sorted samples are drawn.
+    seed, so every call draws the same set); ``r`` is the loss's own
+    :meth:`~lightning_modules.losses.ContrastiveLossBase.relative_penalty` (its gradient's
+    share per negative, Eq 5 for the contrastive loss: the same function the training log's
+    ``train/penalty_entropy`` reads), and ``num_points`` of the sorted samples are drawn.
 
     Args:
-        temperatures: one tau (e.g. the run's own) or several.
+        losses: one loss or temperature, or several; a number tau stands for
+            ``ContrastiveLoss(tau)`` (the paper's figure: several tau).
         path: PNG file to write.
         num_points: points drawn per curve (evenly spaced over the sorted samples).
         num_negatives: size of the sampled set of negatives (the denominator of Eq 5).
         seed: seed of the draw.
         log_scale: logarithmic y axis (shows every tau's tail; the paper's figure is linear).
+        positive: the anchor's positive similarity (Eq 5 does not depend on it; other losses may).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    temps = [float(temperatures)] if isinstance(temperatures, (int, float)) else [float(t) for t in temperatures]
-    if not temps or any(not t > 0 for t in temps):
-        raise ValueError(f"temperatures must be one or more values > 0, got {temperatures}")
+    from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase  # noqa: PLC0415
+    from lightning_modules.similarities import Similarities  # noqa: PLC0415
+
+    items = list(losses) if isinstance(losses, (list, tuple)) else [losses]
+    bad = [x for x in items if not isinstance(x, ContrastiveLossBase)
+           and (isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0)]
+    if not items or bad:
+        raise ValueError(f"temperatures must be one or more values > 0 (or losses), got {losses}")
     if num_negatives < 2 or num_points < 2:
         raise ValueError(f"num_negatives and num_points must be >= 2, got {num_negatives} and {num_points}")
+    numbers = sorted(float(x) for x in items if not isinstance(x, ContrastiveLossBase))
+    curves = [ContrastiveLoss(t) for t in numbers] + [x for x in items if isinstance(x, ContrastiveLossBase)]
     generator = torch.Generator().manual_seed(seed)
     s = torch.rand(num_negatives, generator=generator, dtype=torch.float64).mul(2).sub(1).sort().values  # (K,)
     shown = torch.linspace(0, num_negatives - 1, min(num_points, num_negatives)).round().long()  # (P,)
+    record = Similarities(torch.full((1, 1), positive, dtype=torch.float64), s.unsqueeze(0))  # one anchor
     fig = Figure(figsize=(6.0, 4.0))
     ax = fig.add_subplot()
-    for tau in sorted(temps):
-        r = torch.softmax(s / tau, dim=0)  # (K,) Eq 5
-        ax.plot(s[shown].numpy(), r[shown].numpy(), label=f"τ = {tau:g}", linewidth=1.5)
+    for loss in curves:
+        r = loss.relative_penalty(record)[0]  # (K,) from the loss's gradient
+        ax.plot(s[shown].numpy(), r[shown].numpy(), label=_penalty_label(loss), linewidth=1.5)
     ax.set_xlabel("similarity $s_{i,j}$")
     ax.set_ylabel("relative penalty $r_{i,j}$")
     ax.set_title(f"Relative penalty, {num_negatives} negatives ~ U[-1, 1] (Fig 3)")

@@ -10,9 +10,11 @@ from torch import nn
 
 from datamodules.batch import BatchProvider, as_views
 from lightning_modules.base import SuiteModule, recipe_factory
+from lightning_modules import distributed as D
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
 from lightning_modules.negatives import MemoryBank, NegativeSource
+from lightning_modules.similarities import Similarities
 
 from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
 from pytorch_lightning.cli import OptimizerCallable as OptimizerFactory
@@ -32,12 +34,20 @@ def paper_schedule(optimizer: torch.optim.Optimizer) -> Any:
 RECIPE = "configs/base.yaml"
 
 
+def as_record(out: Similarities | tuple[torch.Tensor, torch.Tensor]) -> Similarities:
+    """A source's output as a record: sources written before the record return ``(pos (B,), neg (B, K))``."""
+    if isinstance(out, Similarities):
+        return out
+    pos, neg = out
+    return Similarities(pos.unsqueeze(1), neg)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
 class ContrastiveModule(SuiteModule):
-    """Contrastive pretraining: ``loss(pos, neg)`` on the similarities a negatives' source produces.
+    """Contrastive pretraining: ``loss(sims)`` on the record of similarities a negatives' source produces.
 
     With the defaults this is the paper's setting: ResNet-18 (CIFAR stem) to a 128-d
     unit-norm embedding, the contrastive loss at tau = 0.07 against a memory bank of one
@@ -59,9 +69,12 @@ class ContrastiveModule(SuiteModule):
             exactly, but each check waits for the device, so it is not done every step
             (50 matches Lightning's logging interval, which waits anyway). The memory
             bank never takes a non-finite update in between.
-        penalty_entropy_every_n_steps: how often to log ``train/penalty_entropy``, the
-            mean entropy of Eq 5's relative penalty (losses with a temperature only);
-            0 never.
+        penalty_entropy_every_n_steps: how often to log the step's diagnostics:
+            ``train/penalty_entropy``, the mean entropy of the loss's relative penalty (its
+            gradient's share per negative: Eq 5 for the contrastive loss, Eq 8 for the hard
+            one, uniform for the simple one), ``train/false_negative_rate`` (the share of
+            same-class keys among each anchor's 10 nearest negatives, over the pairs whose
+            classes are known) and, for hard losses, ``train/pos_in_hard_set``; 0 never.
         channels_last: run the encoder in channels-last memory format (faster convolutions
             on GPUs with tensor cores).
         compile: run the encoder through ``torch.compile`` (the checkpoint keeps the plain
@@ -102,6 +115,8 @@ class ContrastiveModule(SuiteModule):
         self.check_finite_every_n_steps = check_finite_every_n_steps
         self.penalty_entropy_every_n_steps = penalty_entropy_every_n_steps
         self.channels_last = channels_last
+        # the class of each training image once a batch has shown it, -1 before: for the false-negative rate
+        self.register_buffer("train_labels", torch.full((num_samples,), -1, dtype=torch.long))
         # step of the first non-finite loss, -1 while all are finite; read every n steps
         self.register_buffer("_first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
         if channels_last:
@@ -140,24 +155,69 @@ class ContrastiveModule(SuiteModule):
                 f"to {data_size}")
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
-        index, images, _ = batch
-        pos, neg = self.negatives(self.embed, index, as_views(images))  # (B,), (B, K)
-        loss = self.loss(pos, neg)
+        index, images, labels = batch
+        self._learn_labels(index, labels)
+        sims = as_record(self.negatives(self.embed, index, as_views(images)))  # pos (B, P), neg (B, K)
+        loss = self.loss(sims)
         self._watch_finite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/pos_sim", pos.detach().mean(), on_step=False, on_epoch=True)
+        self.log("train/pos_sim", sims.pos.detach().mean(), on_step=False, on_epoch=True)
         every = self.penalty_entropy_every_n_steps
         # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
+            seen = sims.detach()
             with torch.no_grad():
-                entropy = self.loss.penalty_entropy(pos.detach(), neg.detach())  # None without a temperature
-                in_hard_set = self.loss.positive_in_hard_set(pos.detach(), neg.detach())  # None unless hard
-            if entropy is not None:
-                self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+                entropy = self.loss.penalty_entropy(seen)  # from the loss's own gradient (autograd inside)
+                in_hard_set = self.loss.positive_in_hard_set(seen)  # None unless hard
+                false_negatives = self.false_negative_rate(seen)  # None without the images' indices
+            self.log("train/penalty_entropy", entropy, on_step=True, on_epoch=False)
+            if false_negatives is not None:
+                self.log("train/false_negative_rate", false_negatives, on_step=True, on_epoch=False)
             if in_hard_set is not None:
                 # hard losses: how often the positive is no closer than the chosen negatives
                 self.log("train/pos_in_hard_set", in_hard_set, on_step=True, on_epoch=False)
         return loss
+
+    @torch.no_grad()
+    def _learn_labels(self, index: torch.Tensor, labels: torch.Tensor) -> None:
+        """Record the classes of the global batch's images in :attr:`train_labels` (no host sync).
+
+        Every process writes every process's batch (one gather of 2 x B integers under data
+        parallelism, none on one process), so all keep the same buffer, as one process would.
+        """
+        pairs = D.gather(torch.stack([index.long(), labels.long()], dim=1))  # (W*B, 2)
+        self.train_labels.index_copy_(0, pairs[:, 0], pairs[:, 1])
+
+    @torch.no_grad()
+    def false_negative_rate(self, sims: Similarities, nearest: int = 10) -> torch.Tensor | None:
+        """The share of same-class keys among each anchor's ``nearest`` most similar negatives.
+
+        Counted over the (anchor, key) pairs whose two classes are known (:attr:`train_labels`
+        learns an image's class when a batch shows it); nan while no pair is known. Only the
+        ``nearest`` columns' indices are looked up. None when the record names no images.
+
+        Args:
+            sims: the step's record, with ``index`` and ``neg_index``.
+            nearest: how many of each anchor's most similar valid negatives to look at.
+        """
+        if sims.index is None or sims.neg_index is None:
+            return None
+        valid = sims.valid()  # (B, K)
+        lowest = torch.finfo(sims.neg.dtype).min
+        columns = torch.where(valid, sims.neg, torch.full_like(sims.neg, lowest)).topk(
+            min(nearest, sims.num_negatives), dim=1).indices  # (B, n)
+        keys = sims.neg_index_at(columns)  # (B, n) dataset indices, -1 unknown
+        key_labels = torch.where(keys >= 0, self.train_labels[keys.clamp(min=0)], torch.full_like(keys, -1))
+        anchor_labels = self.train_labels[sims.index].unsqueeze(1)  # (B, 1)
+        known = valid.gather(1, columns) & (key_labels >= 0) & (anchor_labels >= 0)  # (B, n)
+        same = known & (key_labels == anchor_labels)
+        return same.sum().float() / known.sum().float()  # nan when nothing is known yet
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        # checkpoints written before the module kept the images' classes: every class unknown
+        if prefix + "train_labels" not in state_dict:
+            state_dict[prefix + "train_labels"] = torch.full_like(self.train_labels, -1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         bad = ~torch.isfinite(loss.detach())

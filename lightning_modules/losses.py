@@ -2,18 +2,22 @@
 
 Wang & Liu, "Understanding the Behaviour of Contrastive Loss", CVPR 2021, arXiv:2012.09740.
 
-Every loss takes the similarities a negatives' source produces, ``pos`` (B,) with
-``pos[i] = s_ii`` and ``neg`` (B, K) with ``neg[i, j] = s_ij``, and returns the mean
-over the B anchors of the per-anchor loss (:meth:`ContrastiveLossBase.per_anchor`
-gives the (B,) vector). The losses know nothing about where the negatives come from.
+Every loss takes the record a negatives' source produces,
+:class:`~lightning_modules.similarities.Similarities`: ``pos`` (B, P), ``neg`` (B, K), an
+optional mask of valid negatives and their dataset indices; the old pair ``loss(pos, neg)``
+with ``pos`` (B,) and ``neg`` (B, K) still works. It returns the mean over the B anchors of
+the per-anchor loss (:meth:`ContrastiveLossBase.per_anchor` gives the (B,) vector). The
+losses know nothing about where the negatives come from. The relative penalty of any loss is
+derived from its gradient (:meth:`ContrastiveLossBase.relative_penalty`).
 
 Numerics: inputs are upcast to at least fp32 (float64 stays float64), so the losses
 are safe under bf16/fp16 autocast; Eq 1 is evaluated as
 ``log(1 + exp(logsumexp_k(s_ik / t) - s_ii / t))`` (``torch.logaddexp`` with 0), which never concatenates the positive
 onto the (B, K) matrix, does not overflow at t = 0.01 and keeps small losses accurate.
 The hard losses drop unselected negatives with ``torch.topk`` (fixed K) or with a
-per-row threshold and ``torch.where`` (quantile alpha), so an unselected negative's
-gradient is exactly zero. No Python loop over the batch and no host sync in forward.
+per-row threshold and ``torch.where`` (quantile alpha), and masked negatives with
+``torch.where`` (:func:`masked_logsumexp`), so their gradient is exactly zero and no
+``-inf`` padding is used. No Python loop over the batch and no host sync in forward.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from lightning_modules.similarities import Similarities, as_similarities
+
 __all__ = ["ContrastiveLossBase", "ContrastiveLoss", "SimpleContrastiveLoss", "HardContrastiveLoss",
-           "HardSimpleContrastiveLoss", "relative_penalty", "relative_penalty_entropy"]
+           "HardSimpleContrastiveLoss", "Similarities", "masked_logsumexp", "relative_penalty",
+           "relative_penalty_entropy"]
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -97,21 +104,56 @@ def relative_penalty_entropy(pos: Tensor, neg: Tensor, temperature: float) -> Te
     return entropy.mean()
 
 
-class ContrastiveLossBase(nn.Module):
-    """Base class of the losses: ``loss(pos, neg)`` is the mean over anchors of :meth:`per_anchor`.
+def masked_logsumexp(x: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
+    """``log sum_j exp(x_j)`` over the entries where ``mask`` is True, along ``dim``.
 
-    Subclasses implement :meth:`_per_anchor` on validated, at-least-fp32 inputs, and set
-    :attr:`temperature` when the loss has one (whatever its constructor calls it): the
-    penalty-entropy log, the Fig 3 plot and the report's temperature column read it here.
-    A hard loss also overrides :meth:`positive_in_hard_set`. Source: the paper's section 3
-    (Wang & Liu 2021, arXiv:2012.09740); Eq 5 for :meth:`relative_penalty`.
+    Masked-out entries get exactly zero gradient and never meet ``-inf`` or an overflow (they are
+    replaced before the exponential, so the backward pass has no ``0 * inf``). A slice with no
+    valid entry gives ``-inf`` (the log of an empty sum); a record never has one
+    (:meth:`Similarities.check_values <lightning_modules.similarities.Similarities.check_values>`).
+
+    Args:
+        x: the values, any shape.
+        mask: bool of ``x``'s shape, True = counted; None counts every entry (torch.logsumexp).
+        dim: the dimension summed over.
+    """
+    if mask is None:
+        return torch.logsumexp(x, dim=dim)
+    low = torch.finfo(x.dtype).min
+    top = torch.where(mask, x, torch.full_like(x, low)).amax(dim=dim, keepdim=True).detach()  # the valid maximum
+    top = torch.where(top > low, top, torch.zeros_like(top))  # a slice with no valid entry: shift by 0
+    shifted = torch.where(mask, x - top, torch.zeros_like(x))  # invalid entries never reach exp
+    total = torch.where(mask, shifted.exp(), torch.zeros_like(x)).sum(dim=dim)
+    return total.log() + top.squeeze(dim)
+
+
+class ContrastiveLossBase(nn.Module):
+    """Base class of the losses: ``loss(sims)`` is the mean over anchors of :meth:`per_anchor`.
+
+    ``sims`` is a :class:`~lightning_modules.similarities.Similarities` record; the old call
+    ``loss(pos, neg)`` with pos (B,) and neg (B, K) still works (a record with P = 1).
+
+    Subclasses implement ``_per_anchor(pos, neg, mask)`` on at-least-fp32 inputs: pos (B, P),
+    neg (B, K), mask (B, K) bool or None (None = every negative valid), returning (B,). It
+    removes invalid negatives with ``torch.where`` (their gradient exactly zero; no ``-inf``
+    leaves the loss, :func:`masked_logsumexp` helps), takes with P > 1 the mean over the
+    positives of the one-positive loss unless its docstring says otherwise, and changes no
+    state (the relative penalty calls it a second time). A loss sets :attr:`temperature` when
+    it has one (whatever its constructor calls it; a property if it changes in training), and
+    a hard loss overrides :meth:`positive_in_hard_set`.
+
+    The relative penalty (:meth:`relative_penalty`, its entropy :meth:`penalty_entropy`) is
+    derived here from any loss by autograd: ``r_ij = |dL_i/ds_ij| / sum_k |dL_i/ds_ik|``. It is
+    Eq 5 for the contrastive loss, Eq 8 for the hard one, uniform for the simple one. Source:
+    the paper's section 3 (Wang & Liu 2021, arXiv:2012.09740).
 
     Example:
-        >>> class Margin(ContrastiveLossBase):  # a hinge on the hardest negative, no temperature
-        ...     def _per_anchor(self, pos, neg):
-        ...         return (neg.max(dim=1).values - pos + 0.5).clamp(min=0)
-        >>> round(Margin()(torch.tensor([0.9]), torch.tensor([[0.1, 0.6]])).item(), 4), Margin().temperature
-        (0.2, None)
+        >>> class Margin(ContrastiveLossBase):  # a hinge on the hardest valid negative, no temperature
+        ...     def _per_anchor(self, pos, neg, mask):  # an invalid s_ij becomes -2: never the hardest
+        ...         return ((neg if mask is None else neg.where(mask, -2.0)).amax(1, True) - pos + 0.5).relu().mean(1)
+        >>> sims = Similarities(torch.tensor([[0.9]]), torch.tensor([[0.1, 0.6, 0.8]]), torch.tensor([[1, 1, 0]]) > 0)
+        >>> round(Margin()(sims).item(), 4), Margin().temperature, Margin().relative_penalty(sims).tolist()
+        (0.2, None, [[0.0, 1.0, 0.0]])
     """
 
     #: the catalogue the scripts read (:func:`loss_classes`); every concrete loss sets the first five
@@ -125,69 +167,84 @@ class ContrastiveLossBase(nn.Module):
     #: the loss's temperature tau (Eq 1, 9), or None for a loss without one (Eq 3)
     temperature: float | None = None
 
-    def relative_penalty(self, pos: Tensor, neg: Tensor) -> Tensor | None:
-        """Eq 5's relative penalty of each negative, (B, K) rows summing to 1; None without a temperature.
-
-        Args:
-            pos: (B,) positive similarities (only checked: r does not depend on them).
-            neg: (B, K) negative similarities.
-        """
-        if self.temperature is None:
-            return None
-        self._check_shapes(pos, neg)
-        return relative_penalty(neg, self.temperature)
-
-    def penalty_entropy(self, pos: Tensor, neg: Tensor) -> Tensor | None:
-        """Mean entropy (nats) of :meth:`relative_penalty` over the anchors; None without a temperature."""
-        if self.temperature is None:
-            return None
-        return relative_penalty_entropy(pos, neg, self.temperature)
-
-    def positive_in_hard_set(self, pos: Tensor, neg: Tensor) -> Tensor | None:
-        """Hard losses: fraction of anchors whose positive ranks among the kept negatives; None otherwise."""
-        return None
-
-    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+    def forward(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
         """The loss averaged over the B anchors: a scalar, fp32 (fp64 for fp64 inputs).
 
         Args:
-            pos: (B,) positive similarities s_ii.
-            neg: (B, K) negative similarities s_ij, K >= 1.
+            sims: a :class:`~lightning_modules.similarities.Similarities` record, or pos (B,)
+                (s_ii per anchor) of the old pair.
+            neg: with the old pair, (B, K) negative similarities s_ij, K >= 1.
         """
-        return self.per_anchor(pos, neg).mean()
+        return self.per_anchor(sims, neg).mean()
 
-    def per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
+    def per_anchor(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
         """The loss of each anchor, (B,).
 
         Args:
-            pos: (B,) positive similarities s_ii.
-            neg: (B, K) negative similarities s_ij, K >= 1.
+            sims: a :class:`~lightning_modules.similarities.Similarities` record, or pos (B,).
+            neg: with the old pair, (B, K) negative similarities.
         """
-        self._check_shapes(pos, neg)
-        return self._per_anchor(_at_least_fp32(pos), _at_least_fp32(neg))
+        sims = as_similarities(sims, neg)
+        return self._per_anchor(_at_least_fp32(sims.pos), _at_least_fp32(sims.neg), sims.neg_mask)
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must implement _per_anchor(pos, neg)")
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement _per_anchor(pos, neg, mask)")
 
-    @staticmethod
-    def _check_shapes(pos: Tensor, neg: Tensor) -> None:
-        if pos.dim() != 1:
-            raise ValueError(f"pos must be 1-D (B,) holding s_ii per anchor, got shape {tuple(pos.shape)}")
-        if neg.dim() != 2:
-            raise ValueError(f"neg must be 2-D (B, K) holding s_ij per anchor, got shape {tuple(neg.shape)}")
-        if neg.shape[0] != pos.shape[0]:
-            raise ValueError(f"pos and neg must have the same number of anchors B, got pos {tuple(pos.shape)} "
-                             f"and neg {tuple(neg.shape)}")
-        if neg.shape[1] < 1:
-            raise ValueError(f"neg must hold at least one negative per anchor (K >= 1), got shape {tuple(neg.shape)}")
+    def relative_penalty(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
+        """The share of each negative in its anchor's penalty, (B, K), rows summing to 1.
+
+        ``r_ij = |dL_i/ds_ij| / sum_k |dL_i/ds_ik|`` over the valid negatives, 0 for the
+        invalid ones, from this loss by autograd (in the inputs' precision, at least fp32): Eq 5
+        for the contrastive loss. A row whose gradient is zero at every valid negative (say an
+        anchor whose hinge is inactive) is defined as uniform over its valid negatives. It
+        assumes L_i depends on row i's negatives only (true of every loss here). It runs a
+        forward and backward pass of the loss: call it on logging steps only.
+
+        Args:
+            sims: a :class:`~lightning_modules.similarities.Similarities` record, or pos (B,).
+            neg: with the old pair, (B, K) negative similarities.
+        """
+        sims = as_similarities(sims, neg)
+        mask = sims.neg_mask
+        with torch.enable_grad():
+            neg = _at_least_fp32(sims.neg.detach()).requires_grad_(True)  # (B, K)
+            per = self._per_anchor(_at_least_fp32(sims.pos.detach()), neg, mask)  # (B,)
+            (grad,) = torch.autograd.grad(per.sum(), neg, allow_unused=True)
+        size = torch.zeros_like(neg) if grad is None else grad.detach().abs()  # (B, K)
+        valid = sims.valid()  # (B, K)
+        size = torch.where(valid, size, torch.zeros_like(size))
+        total = size.sum(dim=1, keepdim=True)  # (B, 1)
+        uniform = valid.to(size.dtype) / valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, K)
+        flat = total > 0  # (B, 1)
+        return torch.where(flat, size / torch.where(flat, total, torch.ones_like(total)), uniform)
+
+    def penalty_entropy(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
+        """Mean over the anchors of the entropy (nats) of :meth:`relative_penalty`'s rows, a scalar.
+
+        Between 0 (the whole penalty on one negative) and log K (uniform, as the simple loss).
+
+        Args:
+            sims: a :class:`~lightning_modules.similarities.Similarities` record, or pos (B,).
+            neg: with the old pair, (B, K) negative similarities.
+        """
+        r = self.relative_penalty(sims, neg)  # (B, K)
+        return torch.special.entr(r).sum(dim=1).mean()  # entr(0) = 0, where r * log r would give nan
+
+    def positive_in_hard_set(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor | None:
+        """Hard losses: fraction of anchors whose positive ranks among the kept negatives; None otherwise."""
+        return None
 
 
-def _contrastive(pos: Tensor, neg: Tensor, temperature: float) -> Tensor:
-    """Eq 1 per anchor, (B,); ``neg`` may hold -inf for dropped negatives."""
+def _contrastive(pos: Tensor, neg: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+    """Eq 1 per anchor, (B,): pos (B, P), neg (B, K), the mean over the P positives."""
     # -log(e^a / (e^a + e^b)) = log(1 + e^(b - a)); logaddexp with 0 is accurate for tiny losses, never
     # overflows, and unlike F.softplus (linear above 20) keeps the gradient sigmoid(b - a) exact
-    margin = torch.logsumexp(neg / temperature, dim=1) - pos / temperature  # (B,)
-    return torch.logaddexp(margin, torch.zeros_like(margin))  # (B,)
+    lse = masked_logsumexp(neg / temperature, mask, dim=1)  # (B,)
+    if pos.shape[1] == 1:  # one positive (two views): no (B, 1) detour, the ops of the pair API
+        margin = lse - pos[:, 0] / temperature  # (B,)
+        return torch.logaddexp(margin, torch.zeros_like(margin))
+    margin = lse.unsqueeze(1) - pos / temperature  # (B, P)
+    return torch.logaddexp(margin, torch.zeros_like(margin)).mean(dim=1)  # (B,)
 
 
 class ContrastiveLoss(ContrastiveLossBase):
@@ -207,6 +264,12 @@ class ContrastiveLoss(ContrastiveLossBase):
         >>> pos, neg = torch.tensor([0.8, 0.2]), torch.tensor([[0.1, 0.3], [0.5, -0.2]])
         >>> round(loss(pos, neg).item(), 4), loss.penalty_entropy(pos, neg).item() > 0
         (0.8321, True)
+
+        A record with a mask drops the masked negatives (row 1 below loses its -0.2):
+
+        >>> sims = Similarities(pos.unsqueeze(1), neg, neg_mask=torch.tensor([[True, True], [True, False]]))
+        >>> loss.per_anchor(sims)[1] == loss.per_anchor(pos[1:], neg[1:, :1])[0]
+        tensor(True)
     """
 
     key = "contrastive"  # the catalogue (ContrastiveLossBase): Table 1 key, configs/loss/contrastive.yaml
@@ -219,8 +282,8 @@ class ContrastiveLoss(ContrastiveLossBase):
         super().__init__()
         self.temperature = _check_temperature(temperature)
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
-        return _contrastive(pos, neg, self.temperature)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        return _contrastive(pos, neg, self.temperature, mask)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
@@ -253,9 +316,13 @@ class SimpleContrastiveLoss(ContrastiveLossBase):
         super().__init__()
         self.lam = _check_lam(lam)
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
-        total = neg.mean(dim=1) if self.lam is None else self.lam * neg.sum(dim=1)  # (B,)
-        return total - pos
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        if mask is None:
+            total = neg.mean(dim=1) if self.lam is None else self.lam * neg.sum(dim=1)  # (B,)
+        else:
+            total = torch.where(mask, neg, torch.zeros_like(neg)).sum(dim=1)  # (B,); zero gradient off-mask
+            total = total / mask.sum(dim=1).clamp(min=1) if self.lam is None else self.lam * total
+        return total - (pos[:, 0] if pos.shape[1] == 1 else pos.mean(dim=1))  # mean over P of -s+ + lam sum s_j
 
     def extra_repr(self) -> str:
         return f"lam={'1/K' if self.lam is None else self.lam}"
@@ -296,51 +363,85 @@ class _HardNegatives:
         # round first: 0.0819 * 50000 must give 4095, not 4096 from a representation error
         return min(max(math.ceil(round(self.alpha * num_available, 6)), 1), num_available)
 
-    def _hardest(self, neg: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The kept negatives as (values, mask): (B, k) values and None for a fixed count,
-        (B, K) ``neg`` and its (B, K) boolean mask for a quantile; ``neg`` and None if all are kept."""
+    def _quantile_counts(self, count: Tensor) -> Tensor:
+        """:meth:`quantile_count` of a tensor of per-row counts of valid negatives (long, >= 1)."""
+        wide = torch.float32 if count.device.type == "mps" else torch.float64  # fp32 would misround 4095.0000x
+        k = torch.ceil(torch.round(self.alpha * count.to(wide), decimals=6)).long()
+        return torch.minimum(k, count).clamp(min=1)
+
+    def _hardest(self, neg: Tensor, mask: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The kept negatives as (values, keep, columns).
+
+        A fixed count gives ``values`` (B, k) (from ``torch.topk``), their columns (B, k) in
+        ``neg``, and ``keep`` (B, k) (which of them are valid) or None with no mask. A quantile
+        gives ``neg`` itself, ``keep`` (B, K) and no columns; ``neg, None, None`` keeps all.
+        With a mask only valid negatives are ranked, and the quantile counts a row's valid ones.
+        """
         num_available = neg.shape[1]
-        k = self.quantile_count(num_available)
-        if k >= num_available:
-            return neg, None  # every negative: identical to the ordinary loss
+        if mask is None:
+            k = self.quantile_count(num_available)
+            if k >= num_available:
+                return neg, None, None  # every negative: identical to the ordinary loss
+            if self.alpha is None:
+                top = neg.topk(k, dim=1, sorted=False)  # (B, k); gradient flows to these only
+                return top.values, None, top.indices
+            # k-th largest = (K - k + 1)-th smallest; no gradient through the threshold
+            threshold = neg.detach().kthvalue(num_available - k + 1, dim=1, keepdim=True).values  # (B, 1)
+            return neg, neg >= threshold, None  # (B, K), (B, K)
+        filled = torch.where(mask, neg.detach(), torch.full_like(neg, torch.finfo(neg.dtype).min))  # (B, K)
         if self.alpha is None:
-            return neg.topk(k, dim=1, sorted=False).values, None  # (B, k); gradient flows to these only
-        # k-th largest = (K - k + 1)-th smallest; no gradient through the threshold
-        threshold = neg.detach().kthvalue(num_available - k + 1, dim=1, keepdim=True).values  # (B, 1)
-        return neg, neg >= threshold  # (B, K), (B, K)
+            columns = filled.topk(min(self.num_negatives, num_available), dim=1, sorted=False).indices  # (B, k)
+            return neg.gather(1, columns), mask.gather(1, columns), columns
+        k = self._quantile_counts(mask.sum(dim=1, keepdim=True))  # (B, 1) per row: its valid negatives
+        ranked = filled.sort(dim=1, descending=True).values  # (B, K)
+        threshold = ranked.gather(1, k - 1)  # (B, 1) the k-th largest valid negative
+        return neg, mask & (neg >= threshold), None  # (B, K), (B, K)
 
     @torch.no_grad()
-    def select(self, neg: Tensor) -> Tensor:
+    def select(self, neg: Tensor, mask: Tensor | None = None) -> Tensor:
         """Which negatives the loss uses: a (B, K) boolean mask, True for the chosen s_ij.
 
         Args:
             neg: (B, K) negative similarities s_ij.
+            mask: (B, K) bool, the valid negatives (None: all).
         """
         if neg.dim() != 2 or neg.shape[1] < 1:
             raise ValueError(f"neg must be 2-D (B, K) with K >= 1, got shape {tuple(neg.shape)}")
         neg = _at_least_fp32(neg)
-        values, mask = self._hardest(neg)
-        if mask is not None:
-            return mask
-        if values is neg:
-            return torch.ones_like(neg, dtype=torch.bool)
-        index = neg.topk(values.shape[1], dim=1, sorted=False).indices  # (B, k), same call as _hardest
-        return torch.zeros_like(neg, dtype=torch.bool).scatter_(1, index, True)  # (B, K)
+        _, keep, columns = self._hardest(neg, mask)
+        if columns is None:
+            if keep is not None:
+                return keep
+            return torch.ones_like(neg, dtype=torch.bool) if mask is None else mask.clone()
+        chosen = torch.ones_like(columns, dtype=torch.bool) if keep is None else keep  # (B, k)
+        return torch.zeros_like(neg, dtype=torch.bool).scatter_(1, columns, chosen)  # (B, K)
 
     @torch.no_grad()
-    def positive_in_hard_set(self, pos: Tensor, neg: Tensor) -> Tensor:
+    def positive_in_hard_set(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
         """Fraction of anchors whose positive ranks among the chosen negatives (a scalar tensor).
 
         That is, ``s_ii`` is at least the smallest kept ``s_ij``: the positive is then no
         closer than the hardest negatives, the situation in which Eq 9's loss pulls the
         positive's gradient against its own nearest neighbours (and, in the author's
-        selection, ``selection="all"``, the positive joins the denominator's set).
+        selection, ``selection="all"``, the positive joins the denominator's set). With
+        P > 1 positives, the fraction of (anchor, positive) pairs.
+
+        Args:
+            sims: a :class:`~lightning_modules.similarities.Similarities` record, or pos (B,).
+            neg: with the old pair, (B, K) negative similarities.
         """
-        self._check_shapes(pos, neg)
-        neg = _at_least_fp32(neg.detach())
-        k = self.quantile_count(neg.shape[1])
-        threshold = neg.topk(k, dim=1).values[:, -1]  # (B,) the k-th largest negative
-        return (_at_least_fp32(pos.detach()).reshape(-1) >= threshold).float().mean()
+        sims = as_similarities(sims, neg)
+        neg = _at_least_fp32(sims.neg.detach())
+        if sims.neg_mask is None:
+            k = self.quantile_count(neg.shape[1])
+            threshold = neg.topk(k, dim=1).values[:, -1:]  # (B, 1) the k-th largest negative
+        else:
+            values, keep, _ = self._hardest(neg, sims.neg_mask)
+            keep = torch.ones_like(values, dtype=torch.bool) if keep is None else keep
+            top = torch.full_like(values, torch.finfo(values.dtype).max)
+            threshold = torch.where(keep, values, top).amin(dim=1, keepdim=True)  # (B, 1) the smallest kept
+        return (_at_least_fp32(sims.pos.detach()) >= threshold).float().mean()
 
     def _selection_repr(self) -> str:
         if self.alpha is None:
@@ -393,16 +494,31 @@ class HardContrastiveLoss(_HardNegatives, ContrastiveLossBase):
             raise ValueError(f"selection must be 'negatives' (Eq 9) or 'all' (the author's code), got {selection!r}")
         self.selection = selection
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         if self.selection == "all":
-            keys = torch.cat([pos.reshape(-1, 1), neg], dim=1)  # (B, 1 + K): every key, the positive first
-            top = keys.topk(min(self.quantile_count(neg.shape[1]) + 1, keys.shape[1]), dim=1).values
-            return torch.logsumexp(top / self.temperature, dim=1) - pos.reshape(-1) / self.temperature
-        values, mask = self._hardest(neg)
-        if mask is not None:
-            # -inf drops a negative from the log-sum-exp; torch.where gives it a zero gradient
-            values = torch.where(mask, values, torch.full_like(values, -math.inf))  # (B, K)
-        return _contrastive(pos, values, self.temperature)
+            return self._author_loss(pos, neg, mask)
+        values, keep, _ = self._hardest(neg, mask)
+        return _contrastive(pos, values, self.temperature, keep)  # keep: masked out with zero gradient
+
+    def _author_loss(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        """``selection="all"``: the top k + 1 of all keys, positive included, for each positive."""
+        b, p = pos.shape
+        k = neg.shape[1]
+        t = self.temperature
+        keys = torch.cat([pos.unsqueeze(2), neg.unsqueeze(1).expand(b, p, k)], dim=2)  # (B, P, 1 + K)
+        if mask is None:
+            top = keys.topk(min(self.quantile_count(k) + 1, k + 1), dim=2).values  # (B, P, k + 1)
+            return (torch.logsumexp(top / t, dim=2) - pos / t).mean(dim=1)
+        valid = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1).unsqueeze(1).expand(b, p, k + 1)
+        filled = torch.where(valid, keys.detach(), torch.full_like(keys, torch.finfo(keys.dtype).min))
+        if self.alpha is None:
+            columns = filled.topk(min(self.num_negatives, k) + 1, dim=2).indices  # (B, P, k + 1)
+            values, keep = keys.gather(2, columns), valid.gather(2, columns)
+        else:
+            count = self._quantile_counts(mask.sum(dim=1, keepdim=True)).unsqueeze(1)  # (B, 1, 1)
+            threshold = filled.sort(dim=2, descending=True).values.gather(2, count.expand(b, p, 1))  # (B, P, 1)
+            values, keep = keys, valid & (keys >= threshold)  # the k + 1 largest valid keys
+        return (masked_logsumexp(values / t, keep, dim=2) - pos / t).mean(dim=1)
 
     def extra_repr(self) -> str:
         extra = "" if self.selection == "negatives" else f", selection={self.selection!r}"
@@ -440,17 +556,17 @@ class HardSimpleContrastiveLoss(_HardNegatives, ContrastiveLossBase):
         self.lam = _check_lam(lam)
         self._init_selection(num_negatives, alpha)
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
-        values, mask = self._hardest(neg)
-        if mask is None:
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        values, keep, _ = self._hardest(neg, mask)
+        if keep is None:
             total = values.mean(dim=1) if self.lam is None else self.lam * values.sum(dim=1)  # (B,)
-            return total - pos
-        total = torch.where(mask, values, torch.zeros_like(values)).sum(dim=1)  # (B,); zero gradient off-mask
+            return total - pos.mean(dim=1)
+        total = torch.where(keep, values, torch.zeros_like(values)).sum(dim=1)  # (B,); zero gradient off-mask
         if self.lam is None:
-            total = total / mask.sum(dim=1)  # count >= 1: the threshold itself is kept
+            total = total / keep.sum(dim=1).clamp(min=1)  # count >= 1 whenever the row has a valid negative
         else:
             total = self.lam * total
-        return total - pos
+        return total - pos.mean(dim=1)
 
     def extra_repr(self) -> str:
         return f"lam={'1/k' if self.lam is None else self.lam}, {self._selection_repr()}"

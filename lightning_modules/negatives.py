@@ -1,12 +1,13 @@
 """Where the keys g(x_j) come from: a memory bank (the paper), the batch itself or a momentum queue.
 
-A :class:`NegativeSource` turns one training batch into the similarities every loss
-takes, ``pos`` (B',) and ``neg`` (B', K), and keeps whatever state it needs between
-steps. The LightningModule calls, per step::
+A :class:`NegativeSource` turns one training batch into the record every loss takes, a
+:class:`~lightning_modules.similarities.Similarities` with ``pos`` (B', P) and ``neg`` (B', K),
+the anchors' dataset indices and, on demand, each negative's (:class:`NegativeIndex`), and
+keeps whatever state it needs between steps. The LightningModule calls, per step::
 
-    pos, neg = source(embed, index, views)   # inside training_step, with gradients
+    sims = source(embed, index, views)   # inside training_step, with gradients
     ...optimiser step...
-    source.update()                          # after the step (on_train_batch_end)
+    source.update()                      # after the step (on_train_batch_end)
 
 ``embed`` maps images to L2-normalised embeddings with gradients. Similarities are
 computed in fp32 even under mixed precision: at tau = 0.07 a bf16 similarity is only
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules import distributed as D
+from lightning_modules.similarities import NegativeIndex, Similarities
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,6 +44,13 @@ def drop_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
     j = torch.arange(n - 1, device=logits.device)  # (N-1,)
     keep_left = j.unsqueeze(0) < column.unsqueeze(1)  # (B, N-1)
     return torch.where(keep_left, logits[:, :-1], logits[:, 1:])  # (B, N-1)
+
+
+def skipping_one(own: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The column map of :func:`drop_column`: column j of row i was column ``j + (j >= own[i])``."""
+    def lookup(columns: torch.Tensor) -> torch.Tensor:
+        return columns + (columns >= own.unsqueeze(1)).long()  # (B, M)
+    return lookup
 
 
 def shuffle_order(index: torch.Tensor, salt: torch.Tensor) -> torch.Tensor:
@@ -83,13 +92,16 @@ class NegativeSource(nn.Module):
     config never repeats them. Source: the paper's instance-discrimination setting (Wang &
     Liu 2021, arXiv:2012.09740, section 5.1), where the negatives are a memory bank's.
 
+    :meth:`forward` returns a :class:`~lightning_modules.similarities.Similarities`; a source
+    that still returns ``(pos (B,), neg (B, K))`` works (the module wraps it, with no index).
+
     Example:
-        >>> class Others(NegativeSource):  # the batch's other images, one view each
+        >>> class Others(NegativeSource):  # the batch's other images, one view each (the positive: itself)
         ...     def forward(self, embed, index, views):
-        ...         z = embed(views[0]); s = z @ z.t()
-        ...         return s.diagonal(), drop_column(s, torch.arange(len(z)))
-        >>> [t.shape for t in Others()(lambda x: x, torch.arange(3), [torch.eye(3)])]
-        [torch.Size([3]), torch.Size([3, 2])]
+        ...         z = embed(views[0]); s = z @ z.t(); own = torch.arange(len(z))
+        ...         return Similarities(s.diagonal().unsqueeze(1), drop_column(s, own), index=index)
+        >>> [t.shape for t in (lambda r: (r.pos, r.neg))(Others()(lambda x: x, torch.arange(3), [torch.eye(3)]))]
+        [torch.Size([3, 1]), torch.Size([3, 2])]
     """
 
     #: augmented views per image and step that this source needs from the datamodule
@@ -115,8 +127,14 @@ class NegativeSource(nn.Module):
         """
         return None
 
-    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]) -> Similarities:
+        """The step's similarities, with gradients.
+
+        Args:
+            embed: images -> L2-normalised embeddings, with gradients.
+            index: (B,) the images' dataset indices.
+            views: the batch's augmented views, ``num_views`` tensors (B, C, H, W).
+        """
         raise NotImplementedError
 
     @torch.no_grad()
@@ -148,9 +166,9 @@ class MemoryBank(NegativeSource):
     Example:
         >>> bank = MemoryBank(momentum=0.5)
         >>> bank.bind(nn.Linear(4, 8), num_samples=100, dim=8)  # size from the data, dim from the encoder
-        >>> pos, neg = bank(lambda x: F.normalize(x, dim=1), torch.tensor([3, 7]), [torch.randn(2, 8)])
-        >>> bank.indexed_keys.shape, pos.shape, neg.shape
-        (torch.Size([100, 8]), torch.Size([2]), torch.Size([2, 99]))
+        >>> sims = bank(lambda x: F.normalize(x, dim=1), torch.tensor([3, 7]), [torch.randn(2, 8)])
+        >>> bank.indexed_keys.shape, sims.pos.shape, sims.neg.shape, sims.neg_index_at(torch.tensor([[2, 3]] * 2)).tolist()
+        (torch.Size([100, 8]), torch.Size([2, 1]), torch.Size([2, 99]), [[2, 4], [2, 3]])
     """
 
     num_views = 1
@@ -204,14 +222,14 @@ class MemoryBank(NegativeSource):
                 f"MemoryBank size={self.size} does not match the {num_samples} training images; "
                 "leave size unset (null) to take it from the data")
 
-    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]) -> Similarities:
         q = embed(views[0]).float()  # (B, d)
         logits = _fp32_matmul(q, self.bank.t())  # (B, N)
-        pos = logits.gather(1, index.unsqueeze(1)).squeeze(1)  # (B,)
+        pos = logits.gather(1, index.unsqueeze(1))  # (B, 1)
         neg = drop_column(logits, index)  # (B, N-1)
         self._pending = (index, q.detach())
-        return pos, neg
+        # negative j of anchor i is entry j, or j + 1 past the anchor's own: computed only when asked
+        return Similarities(pos, neg, neg_index=NegativeIndex(skipping_one(index), neg.shape), index=index)
 
     @torch.no_grad()
     def update(self) -> None:
@@ -256,15 +274,14 @@ class InBatchNegatives(NegativeSource):
 
     Example:
         >>> source = InBatchNegatives()
-        >>> views = [torch.randn(4, 8), torch.randn(4, 8)]
-        >>> [t.shape for t in source(lambda x: F.normalize(x, dim=1), torch.arange(4), views)]
-        [torch.Size([8]), torch.Size([8, 6])]
+        >>> sims = source(lambda x: F.normalize(x, dim=1), torch.tensor([10, 11, 12]), [torch.randn(3, 8)] * 2)
+        >>> sims.pos.shape, sims.neg.shape, sims.index.tolist(), sims.neg_index_at(torch.tensor([[0, 1]] * 6))[0]
+        (torch.Size([6, 1]), torch.Size([6, 4]), [10, 11, 12, 10, 11, 12], tensor([11, 12]))
     """
 
     num_views = 2
 
-    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]) -> Similarities:
         b = views[0].shape[0]
         z = embed(torch.cat(views[:2], dim=0)).float()  # (2B, d): one forward keeps BatchNorm stats joint
         z1, z2 = z[:b], z[b:]  # (B, d) each
@@ -276,11 +293,22 @@ class InBatchNegatives(NegativeSource):
         sims = _fp32_matmul(queries, keys.t())  # (2B, 2WB)
         self_col = torch.cat([own, own + total])  # (2B,) each query's own column
         pos_col = torch.cat([own + total, own])  # (2B,) the other view of the same image
-        pos = sims.gather(1, pos_col.unsqueeze(1)).squeeze(1)  # (2B,)
+        pos = sims.gather(1, pos_col.unsqueeze(1))  # (2B, 1)
         # drop the two columns of the query's own image: self first, then the positive
         lo, hi = torch.minimum(self_col, pos_col), torch.maximum(self_col, pos_col)
         neg = drop_column(drop_column(sims, hi), lo)  # (2B, 2WB - 2)
-        return pos, neg
+        lookup = self._negative_index(index, lo, hi, total)
+        return Similarities(pos, neg, neg_index=NegativeIndex(lookup, neg.shape), index=torch.cat([index, index]))
+
+    @staticmethod
+    def _negative_index(index: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, total: int
+                        ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Column j of ``neg`` -> the dataset index of its image; gathers every rank's indices when asked."""
+        def lookup(columns: torch.Tensor) -> torch.Tensor:
+            inner = skipping_one(lo)(columns)  # (2B, M) the column before ``lo`` was dropped
+            key = skipping_one(hi)(inner)  # (2B, M) the column of the (2B, 2WB) similarities
+            return D.gather(index)[key % total]  # (2B, M) views 1 and 2 of image p sit at p and p + WB
+        return lookup
 
 
 class MomentumQueue(NegativeSource):
@@ -320,9 +348,9 @@ class MomentumQueue(NegativeSource):
         >>> enc = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8))
         >>> queue = MomentumQueue(queue_size=16)
         >>> queue.bind(enc, num_samples=100, dim=8)  # 4 BatchNorm groups of 2 below
-        >>> pos, neg = queue(lambda x: F.normalize(enc(x), dim=1), torch.arange(8), [torch.randn(8, 6)] * 2)
-        >>> pos.shape, neg.shape, queue.groups_for(8)
-        (torch.Size([8]), torch.Size([8, 16]), 4)
+        >>> sims = queue(lambda x: F.normalize(enc(x), dim=1), torch.arange(8), [torch.randn(8, 6)] * 2)
+        >>> sims.pos.shape, sims.neg.shape, queue.groups_for(8), sims.neg_index_at(torch.tensor([[0]] * 8))[0]
+        (torch.Size([8, 1]), torch.Size([8, 16]), 4, tensor([-1]))
     """
 
     num_views = 2
@@ -347,9 +375,13 @@ class MomentumQueue(NegativeSource):
         if dim is not None:
             self._allocate(dim)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+        # the dataset index of each slot's image, -1 for the random keys it starts with
+        self.register_buffer("queue_index", torch.full((queue_size,), -1, dtype=torch.long))
         self.key_encoder: nn.Module | None = None
         self._encoder: list[nn.Module] = []  # a list, so the online encoder is not registered twice
         self._pending: torch.Tensor | None = None
+        self._pending_index: torch.Tensor | None = None
+        self._global_index: torch.Tensor | None = None  # gathered by the shuffle already: reused by update()
 
     def _allocate(self, dim: int) -> None:
         self.dim = dim
@@ -369,7 +401,16 @@ class MomentumQueue(NegativeSource):
     def __setstate__(self, state: dict) -> None:
         state.setdefault("shuffle_bn", False)  # pickled before the option existed: keep what it did then
         state.setdefault("bn_groups", None)
+        state.setdefault("_pending_index", None)
+        state.setdefault("_global_index", None)
         super().__setstate__(state)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # checkpoints written before the queue kept its images' indices: every slot unknown
+        if prefix + "queue" in state_dict and prefix + "queue_index" not in state_dict:
+            size = state_dict[prefix + "queue"].shape[0]
+            state_dict[prefix + "queue_index"] = torch.full((size,), -1, dtype=torch.long)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def groups_for(self, batch: int) -> int:
         """The BatchNorm groups a local batch of ``batch`` images is split into."""
@@ -394,29 +435,33 @@ class MomentumQueue(NegativeSource):
             return torch.empty_like(shuffled).index_copy_(0, order, shuffled)  # back in the batch's order
         b = images.shape[0]
         everyone = D.gather(images)  # (W*B, C, H, W): every process sees the global key batch
-        order = shuffle_order(D.gather(index), self.queue_ptr)  # (W*B,), the same on every process
+        self._global_index = D.gather(index)  # (W*B,) kept for update(): no second gather
+        order = shuffle_order(self._global_index, self.queue_ptr)  # (W*B,), the same on every process
         mine = order.view(world, b)[D.rank()]  # (B,) the global positions this process encodes
         encoded = D.gather(self._encode_keys(everyone[mine], groups))  # (W*B, d) in shuffled order
         ordered = torch.empty_like(encoded).index_copy_(0, order, encoded)  # (W*B, d) in global order
         return ordered[D.rank() * b:(D.rank() + 1) * b]  # this process's images
 
-    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, embed: Embed, index: torch.Tensor, views: list[torch.Tensor]) -> Similarities:
         if self.key_encoder is None:
             raise RuntimeError("MomentumQueue.bind(encoder, ...) must be called before use")
+        self._global_index = None
         q = _in_groups(embed, views[0], self.groups_for(views[0].shape[0])).float()  # (B, d)
         k = self.keys(index, views[1])  # (B, d), no gradient
-        pos = (q * k).sum(dim=1)  # (B,)
+        pos = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
         neg = _fp32_matmul(q, self.queue.clone().t())  # (B, Q)
-        self._pending = k
-        return pos, neg
+        self._pending, self._pending_index = k, index
+        slots = self.queue_index  # read before update() overwrites it (the module reads it in the step)
+        lookup = NegativeIndex(lambda columns: slots[columns], neg.shape)  # (B, M) of the asked columns
+        return Similarities(pos, neg, neg_index=lookup, index=index)
 
     @torch.no_grad()
     def update(self) -> None:
         if self._pending is None or self.key_encoder is None:
             return
         keys = D.gather(self._pending)  # (W*B, d)
-        self._pending = None
+        index = self._global_index if self._global_index is not None else D.gather(self._pending_index)  # (W*B,)
+        self._pending = self._pending_index = self._global_index = None
         for p_k, p_q in zip(self.key_encoder.parameters(), self._encoder[0].parameters()):
             p_k.mul_(self.encoder_momentum).add_(p_q.detach(), alpha=1.0 - self.encoder_momentum)
         for b_k, b_q in zip(self.key_encoder.buffers(), self._encoder[0].buffers()):
@@ -426,6 +471,7 @@ class MomentumQueue(NegativeSource):
             raise ValueError(f"queue_size={size} is smaller than the global batch ({keys.shape[0]} keys)")
         slots = (self.queue_ptr + torch.arange(keys.shape[0], device=keys.device)) % size  # (W*B,)
         self.queue.index_copy_(0, slots, keys.to(self.queue.dtype))
+        self.queue_index.index_copy_(0, slots, index.to(self.queue_index.dtype))
         self.queue_ptr.copy_((self.queue_ptr + keys.shape[0]) % size)
 
     def extra_repr(self) -> str:

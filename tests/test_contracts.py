@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import math
 import re
 import subprocess
 import sys
@@ -29,7 +30,8 @@ VAL_KEYS = ["val/uniformity", "val/tolerance", "val/alignment", "val/centroid_no
             *[f"val/neg_sim_{k}" for k in range(1, 11)]]
 BANK_KEYS = ["bank/centroid_norm", "bank/uniformity", "bank/tolerance", "bank/pos_sim",
              *[f"bank/neg_sim_{k}" for k in range(1, 11)]]
-TRAIN_KEYS = ["train/loss_step", "train/loss_epoch", "train/pos_sim", "train/penalty_entropy"]
+TRAIN_KEYS = ["train/loss_step", "train/loss_epoch", "train/pos_sim", "train/penalty_entropy",
+              "train/false_negative_rate"]
 
 
 def test_the_loss_contract_does_not_depend_on_argument_names():
@@ -41,9 +43,11 @@ def test_the_loss_contract_does_not_depend_on_argument_names():
     torch.testing.assert_close(toy.relative_penalty(pos, neg), torch.softmax(neg / 0.3, dim=1))
     torch.testing.assert_close(toy.penalty_entropy(pos, neg), shipped.penalty_entropy(pos, neg))
     assert toy.positive_in_hard_set(pos, neg) is None
-    for flat in (SimpleContrastiveLoss(), HardSimpleContrastiveLoss(num_negatives=5)):
-        assert flat.temperature is None and flat.relative_penalty(pos, neg) is None
-        assert flat.penalty_entropy(pos, neg) is None
+    for flat in (SimpleContrastiveLoss(), HardSimpleContrastiveLoss(num_negatives=40)):
+        # no temperature, yet a relative penalty: uniform, derived from the loss's own gradient
+        assert flat.temperature is None
+        torch.testing.assert_close(flat.relative_penalty(pos, neg), torch.full((6, 40), 1 / 40))
+        torch.testing.assert_close(flat.penalty_entropy(pos, neg), torch.tensor(math.log(40)))
     assert HardContrastiveLoss(0.3, num_negatives=5).positive_in_hard_set(pos, neg) is not None
     assert HardSimpleContrastiveLoss(num_negatives=5).positive_in_hard_set(pos, neg) is not None
 

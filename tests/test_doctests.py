@@ -11,7 +11,7 @@ import re
 import pytest
 
 #: the modules whose doctests run (every public component's, and the batch contract's)
-MODULES = ["lightning_modules.losses", "lightning_modules.negatives", "lightning_modules.probe",
+MODULES = ["lightning_modules.losses", "lightning_modules.similarities", "lightning_modules.negatives", "lightning_modules.probe",
            "datamodules.batch", "datamodules.transforms", "datamodules.base", "datamodules.cifar",
            "datamodules.svhn", "datamodules.folder", "datamodules.imagenet", "callbacks.embedding_metrics",
            "callbacks.provenance"]

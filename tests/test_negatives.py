@@ -18,6 +18,12 @@ def identity_embed(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=1)
 
 
+def pair(sims) -> tuple[torch.Tensor, torch.Tensor]:
+    """A record's one positive (B,) and its negatives (B, K), as the sources gave them before the record."""
+    assert sims.pos.shape[1] == 1 and sims.neg_mask is None
+    return sims.pos[:, 0], sims.neg
+
+
 def test_drop_column_removes_exactly_one_column_per_row():
     logits = torch.arange(24.0).view(4, 6)
     column = torch.tensor([0, 5, 2, 2])
@@ -47,7 +53,7 @@ def test_bank_similarities_match_brute_force():
     bank = N.MemoryBank(size=50, dim=8)
     x = torch.randn(6, 8)
     index = torch.tensor([3, 0, 49, 10, 11, 25])
-    pos, neg = bank(identity_embed, index, [x])
+    pos, neg = pair(bank(identity_embed, index, [x]))
     q = F.normalize(x, dim=1)
     for i in range(6):
         sims = bank.bank @ q[i]
@@ -61,7 +67,7 @@ def test_bank_gradient_flows_only_to_the_queries():
     torch.manual_seed(0)
     bank = N.MemoryBank(size=20, dim=4)
     x = torch.randn(3, 4, requires_grad=True)
-    pos, neg = bank(identity_embed, torch.tensor([1, 2, 3]), [x])
+    pos, neg = pair(bank(identity_embed, torch.tensor([1, 2, 3]), [x]))
     (pos.sum() + neg.sum()).backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert not bank.bank.requires_grad
@@ -181,7 +187,7 @@ def test_in_batch_positive_sits_at_the_ranks_offset(monkeypatch, rank):
     monkeypatch.setattr(D, "gather", fake_gather)
     monkeypatch.setattr(D, "rank", lambda: rank)
     source = N.InBatchNegatives()
-    pos, neg = source(identity_embed, torch.arange(b), [glob1[mine], glob2[mine]])
+    pos, neg = pair(source(identity_embed, torch.arange(b), [glob1[mine], glob2[mine]]))
     ref_pos, ref_neg = _nt_xent_pairs(glob1, glob2, torch.arange(rank * b, (rank + 1) * b))
     assert torch.allclose(pos, ref_pos, atol=1e-6)
     assert torch.allclose(neg, ref_neg, atol=1e-6)
@@ -191,7 +197,7 @@ def test_in_batch_positive_sits_at_the_ranks_offset(monkeypatch, rank):
 def test_in_batch_single_process_matches_brute_force():
     torch.manual_seed(0)
     v1, v2 = torch.randn(4, 6), torch.randn(4, 6)
-    pos, neg = N.InBatchNegatives()(identity_embed, torch.arange(4), [v1, v2])
+    pos, neg = pair(N.InBatchNegatives()(identity_embed, torch.arange(4), [v1, v2]))
     ref_pos, ref_neg = _nt_xent_pairs(F.normalize(v1, dim=1), F.normalize(v2, dim=1), torch.arange(4))
     assert torch.allclose(pos, ref_pos, atol=1e-6)
     assert torch.allclose(neg, ref_neg, atol=1e-6)
@@ -215,7 +221,7 @@ def test_momentum_queue_keys_queue_and_encoder_update():
     queue0 = source.queue.clone()
     v1, v2 = torch.randn(4, 4), torch.randn(4, 4)
     embed = lambda x: F.normalize(enc(x), dim=1)  # noqa: E731
-    pos, neg = source(embed, torch.arange(4), [v1, v2])
+    pos, neg = pair(source(embed, torch.arange(4), [v1, v2]))
     q, k = embed(v1), F.normalize(enc(v2), dim=1)  # key encoder starts as a copy
     assert torch.allclose(pos, (q * k).sum(1), atol=1e-6)
     assert torch.allclose(neg, q @ queue0.t(), atol=1e-6)
@@ -235,3 +241,80 @@ def test_momentum_queue_keys_queue_and_encoder_update():
     assert torch.allclose(source.queue[[4, 5, 0, 1]], keys2, atol=1e-6)
     assert int(source.queue_ptr) == 2
     assert not any(p.requires_grad for p in source.key_encoder.parameters())
+
+
+
+# ---- the record each source returns: positives, negatives, and which image each negative is ------------------
+
+def test_bank_record_names_every_negative_and_the_anchors():
+    torch.manual_seed(0)
+    bank = N.MemoryBank(size=12, dim=4)
+    index = torch.tensor([3, 0, 11, 7])
+    x = torch.randn(4, 4)
+    sims = bank(identity_embed, index, [x])
+    assert sims.neg_mask is None and torch.equal(sims.index, index) and sims.pos.shape == (4, 1)
+    want = [[j for j in range(12) if j != i] for i in index.tolist()]  # entry j of the bank is image j
+    assert sims.neg_index.dense().tolist() == want
+    q = F.normalize(x, dim=1)
+    for row, i in enumerate(index.tolist()):  # each column's value is the similarity to the entry it names
+        torch.testing.assert_close(sims.neg[row], bank.bank[want[row]] @ q[row])
+        torch.testing.assert_close(sims.pos[row, 0], bank.bank[i] @ q[row])
+    cols = torch.tensor([[0, 2], [0, 10], [10, 5], [6, 7]])
+    assert sims.neg_index_at(cols).tolist() == [[want[r][c] for c in row] for r, row in enumerate(cols.tolist())]
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_in_batch_record_names_every_negative_across_ranks(monkeypatch, rank):
+    """Rank r of 2: the negatives' dataset indices come from every rank's batch, at the rank's offset."""
+    torch.manual_seed(0)
+    b, d = 3, 5
+    glob1, glob2 = F.normalize(torch.randn(2 * b, d), dim=1), F.normalize(torch.randn(2 * b, d), dim=1)
+    glob_index = torch.tensor([40, 41, 42, 50, 51, 52])  # rank 0's images, then rank 1's
+    mine = slice(rank * b, (rank + 1) * b)
+
+    def fake_gather(t, with_grad=False):
+        if t.dtype == torch.long:
+            return glob_index.clone()
+        full = glob1.clone() if torch.allclose(t, glob1[mine]) else glob2.clone()
+        full[mine] = t
+        return full
+
+    monkeypatch.setattr(D, "gather", fake_gather)
+    monkeypatch.setattr(D, "rank", lambda: rank)
+    sims = N.InBatchNegatives()(identity_embed, glob_index[mine], [glob1[mine], glob2[mine]])
+    ref_pos, ref_neg = _nt_xent_pairs(glob1, glob2, torch.arange(rank * b, (rank + 1) * b))
+    torch.testing.assert_close(sims.pos[:, 0], ref_pos)
+    torch.testing.assert_close(sims.neg, ref_neg)
+    assert sims.neg_mask is None
+    assert sims.index.tolist() == glob_index[mine].tolist() * 2  # view 1's anchors, then view 2's
+    want = []
+    for view in (0, 1):  # the same column order as _nt_xent_pairs: both views of every other image
+        for i in range(rank * b, (rank + 1) * b):
+            want.append([glob_index[c % (2 * b)].item() for c in range(4 * b) if c % (2 * b) != i])
+    assert sims.neg_index.dense().tolist() == want
+
+
+def test_queue_record_names_each_slot_by_its_image_after_the_update():
+    torch.manual_seed(0)
+    enc = _Linear()
+    source = N.MomentumQueue(queue_size=6, dim=4, shuffle_bn=False)
+    source.bind(enc, 100, 4)
+    embed = lambda x: F.normalize(enc(x), dim=1)  # noqa: E731
+    v1, v2 = torch.randn(4, 4), torch.randn(4, 4)
+    sims = source(embed, torch.tensor([10, 11, 12, 13]), [v1, v2])
+    assert sims.neg_mask is None and sims.index.tolist() == [10, 11, 12, 13]
+    assert (sims.neg_index.dense() == -1).all()  # the random keys the queue starts with belong to no image
+    source.update()
+    sims = source(embed, torch.tensor([20, 21, 22, 23]), [v1, v2])
+    assert sims.neg_index.dense().tolist() == [[10, 11, 12, 13, -1, -1]] * 4
+    torch.testing.assert_close(sims.neg, embed(v1) @ source.queue.t())
+    source.update()  # wraps around: slots 4, 5, 0, 1
+    assert source.queue_index.tolist() == [22, 23, 12, 13, 20, 21]
+
+
+def test_queue_reads_a_checkpoint_without_the_slots_indices():
+    source = N.MomentumQueue(queue_size=6, dim=4)
+    old = {k: v for k, v in source.state_dict().items() if k != "queue_index"}  # as written before the record
+    source.queue_index.fill_(7)
+    source.load_state_dict(old)
+    assert source.queue_index.tolist() == [-1] * 6

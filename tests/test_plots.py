@@ -92,6 +92,31 @@ def test_relative_penalty_rejects_bad_temperatures(tmp_path, temperatures):
         plots.plot_relative_penalty(temperatures, tmp_path / "bad.png")
 
 
+def test_fig3_is_drawn_from_each_losss_own_relative_penalty(tmp_path, monkeypatch):
+    """The curves come from ContrastiveLossBase.relative_penalty, the function train/penalty_entropy reads,
+    for any loss (a hard one, one without a temperature), not from Eq 5 written out again."""
+    from lightning_modules.losses import (ContrastiveLoss, ContrastiveLossBase, HardContrastiveLoss,
+                                          SimpleContrastiveLoss)
+
+    drawn = []
+    real = ContrastiveLossBase.relative_penalty
+
+    def spy(self, sims, neg=None):
+        r = real(self, sims, neg)
+        drawn.append((type(self).__name__, sims.neg, r))
+        return r
+
+    monkeypatch.setattr(ContrastiveLossBase, "relative_penalty", spy)
+    hard = HardContrastiveLoss(0.2, num_negatives=100)
+    assert_png(plots.plot_relative_penalty([0.5, hard, SimpleContrastiveLoss()], tmp_path / "fig3.png",
+                                           num_negatives=1000))
+    assert [(name, tuple(neg.shape)) for name, neg, _ in drawn] == [
+        ("ContrastiveLoss", (1, 1000)), ("HardContrastiveLoss", (1, 1000)), ("SimpleContrastiveLoss", (1, 1000))]
+    (_, neg, eq5), (_, _, eq8), (_, _, flat) = drawn
+    torch.testing.assert_close(eq5, torch.softmax(neg / 0.5, dim=1))  # Eq 5 over the sampled negatives
+    assert (eq8 > 0).sum() == 100 and torch.allclose(flat, torch.full_like(flat, 1e-3))
+
+
 # --------------------------------------------------------------------------- Fig 2
 def test_conditional_probabilities_reach_the_target_perplexity():
     z, _ = two_blobs(n=150)

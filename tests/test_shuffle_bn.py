@@ -52,7 +52,7 @@ def run_queue(source: MomentumQueue, enc: nn.Module, index: torch.Tensor):
         return out
 
     x = one_hot(index)
-    pos, _ = source(embed, index, [x, x.clone()])
+    pos = source(embed, index, [x, x.clone()]).pos[:, 0]
     return pos, torch.cat(queries), source._pending
 
 

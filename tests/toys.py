@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.losses import ContrastiveLossBase
-from lightning_modules.negatives import NegativeSource, drop_column
+from lightning_modules.losses import ContrastiveLossBase, masked_logsumexp
+from lightning_modules.negatives import NegativeSource, drop_column, skipping_one
+from lightning_modules.similarities import NegativeIndex, Similarities
 
 
 class TauLoss(ContrastiveLossBase):
@@ -35,9 +36,14 @@ class TauLoss(ContrastiveLossBase):
             raise ValueError(f"tau must be > 0, got {tau}")
         self.temperature = float(tau)  # the contract: whatever the argument is called
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor) -> Tensor:
-        logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / self.temperature  # (B, 1 + K)
-        return torch.logsumexp(logits, dim=1) - logits[:, 0]
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        # the contract: pos (B, P), neg (B, K), mask (B, K) or None; invalid negatives leave by torch.where
+        b, p = pos.shape
+        neg = neg.unsqueeze(1).expand(b, p, neg.shape[1])  # (B, P, K)
+        logits = torch.cat([pos.unsqueeze(2), neg], dim=2) / self.temperature  # (B, P, 1 + K)
+        keep = None if mask is None else torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # (B, 1 + K)
+        keep = None if keep is None else keep.unsqueeze(1).expand(logits.shape)  # (B, P, 1 + K)
+        return (masked_logsumexp(logits, keep, dim=2) - logits[:, :, 0]).mean(dim=1)
 
 
 class KeyTable(NegativeSource):
@@ -62,11 +68,13 @@ class KeyTable(NegativeSource):
     def indexed_keys(self) -> Tensor | None:
         return self.table if self.table.numel() else None
 
-    def forward(self, embed, index: Tensor, views: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def forward(self, embed, index: Tensor, views: list[Tensor]) -> Similarities:
         q = embed(views[0]).float()  # (B, d)
         sims = q @ self.table.t()  # (B, N)
         self._pending = (index, q.detach())
-        return sims.gather(1, index.unsqueeze(1)).squeeze(1), drop_column(sims, index)
+        neg = drop_column(sims, index)  # (B, N - 1); column j names image j, or j + 1 past the anchor's own
+        return Similarities(sims.gather(1, index.unsqueeze(1)), neg,
+                            neg_index=NegativeIndex(skipping_one(index), neg.shape), index=index)
 
     @torch.no_grad()
     def update(self) -> None:
