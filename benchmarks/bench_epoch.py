@@ -50,6 +50,11 @@ RECIPES = {
     # the paper's ResNet-18 recipe with the device augmentation; on a CPU a few steps per epoch
     "resnet18": ([], ["--data.init_args.device_augmentation=true"], None, None),
 }
+#: the recipes' loader workers on a CPU (the training images are in memory; the metrics' views get one worker)
+CPU_WORKERS = {
+    "cpu": None,
+    "resnet18": 0,
+}
 
 
 class Interleave(pl.Callback):
@@ -61,12 +66,29 @@ class Interleave(pl.Callback):
         self.bare: list[float] = []
         self.suite_cpu: list[float] = []
         self.bare_cpu: list[float] = []
+        self.metrics: list[float] = []  # wall s of EmbeddingMetrics.on_train_epoch_end, each epoch
+        self.metrics_cpu: list[float] = []
         self._start: tuple[float, float] | None = None
         self._bare: dict | None = None
 
+    def time_metrics(self, callback: pl.Callback) -> None:
+        """Time ``callback.on_train_epoch_end`` (the metrics pass) inside each suite epoch."""
+        inner = callback.on_train_epoch_end
+
+        def timed(trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            start = self._now(module.device)
+            inner(trainer, module)
+            end = self._now(module.device)
+            self.metrics.append(end[0] - start[0])
+            self.metrics_cpu.append(end[1] - start[1])
+
+        callback.on_train_epoch_end = timed
+
     def _bare_setup(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         loader = trainer.train_dataloader
-        images = loader.dataset.images  # the uint8 pixels the suite's loader reads (InMemoryImages)
+        images = getattr(loader.dataset, "images", None)  # the uint8 pixels the suite's loader reads (InMemoryImages)
+        if images is None:  # a loader reading image by image: the same pixels, stacked once
+            images = torch.stack([loader.dataset[i][1] for i in range(len(loader.dataset))])
         encoder = copy.deepcopy(module.encoder)
         negatives = copy.deepcopy(module.negatives)
         params = list(encoder.parameters()) + [p for p in negatives.parameters() if p.requires_grad]
@@ -134,10 +156,12 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     import cli
 
     configs, flags, n_train, n_test = RECIPES[name]
-    steps = opts.resnet_steps if name == "resnet18" else None
+    steps = (opts.resnet_steps or None) if name == "resnet18" else None
     if name == "resnet18":
-        n_train = opts.resnet_train or steps * 128
-        n_test = opts.resnet_test
+        n_train = opts.train or (steps * 128 if steps else 50_000)
+        n_test = opts.test or (256 if steps else 10_000)
+    else:
+        n_train, n_test = opts.train or n_train, opts.test or n_test
     data_dir = Path(opts.data_dir) if opts.data_dir else write_data(work / f"data_{name}", n_train, n_test)
     out = work / f"runs_{name}"
     args = ["fit", "-c", str(ROOT / "configs/base.yaml")]
@@ -151,11 +175,24 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
              "--trainer.enable_model_summary=false"]
     if opts.device:
         args.append(f"--trainer.accelerator={opts.device}")
-    if name == "resnet18":
-        args += ["--data.init_args.num_workers=0", f"--trainer.limit_train_batches={steps}"]
+    workers = opts.workers
+    if workers is None and (opts.device or "cpu") == "cpu":
+        workers = CPU_WORKERS[name]
+    if workers is not None:
+        args.append(f"--data.init_args.num_workers={workers}")
+    if steps:
+        args.append(f"--trainer.limit_train_batches={steps}")
+    if opts.views_on_device:
+        args.append("--trainer.callbacks.init_args.views_on_device=true")
+    sys.argv = sys.argv[:1]  # LightningCLI reads no option of this script
     run = cli.main(args[1:], run=False)
     timer = Interleave(steps)
     run.trainer.callbacks.insert(0, timer)
+    from callbacks.embedding_metrics import EmbeddingMetrics
+
+    for callback in run.trainer.callbacks:
+        if isinstance(callback, EmbeddingMetrics):
+            timer.time_metrics(callback)
     children = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
     run.trainer.fit(run.model, datamodule=run.datamodule)
     run.trainer.callbacks.clear()  # the metrics' loaders go, and their workers end (and are counted)
@@ -166,19 +203,23 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     ratios = [s / b for s, b in zip(timer.suite[1:], timer.bare[1:])]
     return dict(recipe=name, steps=len(run.trainer.train_dataloader) if steps is None else steps,
                 suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
+                metrics=timer.metrics, metrics_cpu=timer.metrics_cpu,
                 ratios=ratios, workers_cpu=workers_cpu)
 
 
 def report(result: dict) -> None:
     print(f"\n== {result['recipe']} recipe: {result['steps']} steps an epoch, {len(result['suite'])} epochs "
           "(epoch 0 is warm-up) ==")
-    print("| epoch | bare s | suite s | ratio | bare CPU s | suite CPU s (training process) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for e, (b, s, bc, sc) in enumerate(zip(result["bare"], result["suite"], result["bare_cpu"], result["suite_cpu"])):
-        print(f"| {e} | {b:.2f} | {s:.2f} | {s / b:.3f} | {bc:.2f} | {sc:.2f} |")
+    print("| epoch | bare s | suite s | ratio | of which metrics s | bare CPU s | suite CPU s | CPU ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    rows = zip(result["bare"], result["suite"], result["metrics"], result["bare_cpu"], result["suite_cpu"])
+    for e, (b, s, m, bc, sc) in enumerate(rows):
+        print(f"| {e} | {b:.2f} | {s:.2f} | {s / b:.3f} | {m:.2f} | {bc:.2f} | {sc:.2f} | {sc / bc:.3f} |")
     r = result["ratios"]
     if r:
-        print(f"ratio suite / bare over epochs 1..: min {min(r):.3f}, median {statistics.median(r):.3f}")
+        cpu = [s / b for s, b in zip(result["suite_cpu"][1:], result["bare_cpu"][1:])]
+        print(f"ratio suite / bare over epochs 1..: min {min(r):.3f}, median {statistics.median(r):.3f} "
+              f"(CPU time of the training process: min {min(cpu):.3f}, median {statistics.median(cpu):.3f})")
     print(f"CPU of the metrics' background workers, all epochs: {result['workers_cpu']:.2f} s")
 
 
@@ -188,9 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per recipe (the first is warm-up)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python-format folder; default: tests/data repeated")
     parser.add_argument("--device", default=None, help="trainer accelerator (cpu, gpu); default: the recipe's")
-    parser.add_argument("--resnet-steps", type=int, default=3, help="ResNet-18 steps an epoch (batch 128)")
-    parser.add_argument("--resnet-train", type=int, default=None, help="ResNet-18 training images (default steps x 128)")
-    parser.add_argument("--resnet-test", type=int, default=256, help="ResNet-18 test images (the metrics' split)")
+    parser.add_argument("--resnet-steps", type=int, default=3,
+                        help="ResNet-18 steps an epoch (batch 128); 0: whole epochs (on a GPU)")
+    parser.add_argument("--train", type=int, default=None,
+                        help="training images (default: cpu 4,000; resnet18 steps x 128, or 50,000 with whole epochs)")
+    parser.add_argument("--test", type=int, default=None,
+                        help="test images, the metrics' split (default: cpu 1,000; resnet18 256, or 10,000 with whole epochs)")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the recipe's)")
+    parser.add_argument("--views-on-device", action="store_true",
+                        help="EmbeddingMetrics(views_on_device=true): the test views from the device augmentation")
     opts = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     names = [n.strip() for n in opts.recipes.split(",") if n.strip()]

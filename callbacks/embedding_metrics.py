@@ -60,6 +60,13 @@ def _embed(trainer: pl.Trainer, module: pl.LightningModule, batches: Iterable,
     return outs, labels
 
 
+def _batches(views: list[torch.Tensor], labels: torch.Tensor, size: int) -> list[tuple]:
+    """``(index, views, label)`` batches of ``size`` over views made in one piece (index 0..N-1)."""
+    n = len(labels)
+    return [(torch.arange(start, min(start + size, n)), [v[start:start + size] for v in views],
+             labels[start:start + size]) for start in range(0, n, size)]
+
+
 def _caching(batches: Iterable, store: list, budget: int) -> Iterator:
     """Yield ``batches`` and append them to ``store`` while their images fit in ``budget`` bytes (else clear it)."""
     used = 0
@@ -125,6 +132,11 @@ class EmbeddingMetrics(Callback):
         prefetch_views: augment the test views in worker processes (the datamodule's
             ``num_workers``, at least one) while the epoch trains; False makes them in the
             training process when the metrics are due. Same values either way.
+        views_on_device: make the two test views with the training's device augmentation
+            (batched, from a generator seeded by the epoch) when training uses it on pixels
+            held in memory, instead of the CPU pipeline: much cheaper, the same distribution,
+            other random draws, so ``val/alignment``, ``val/pos_sim`` and ``val/neg_sim_*``
+            differ from a run without it by their sampling noise.
 
     Example:
         >>> from types import SimpleNamespace
@@ -136,7 +148,7 @@ class EmbeddingMetrics(Callback):
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
                  uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
                  embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True,
-                 bank_profile_images: int = 1000, prefetch_views: bool = True) -> None:
+                 bank_profile_images: int = 1000, prefetch_views: bool = True, views_on_device: bool = False) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if knn_k < 1 or top_k < 1:
@@ -155,6 +167,7 @@ class EmbeddingMetrics(Callback):
         self.log_initial = log_initial
         self.bank_profile_images = bank_profile_images
         self.prefetch_views = prefetch_views
+        self.views_on_device = views_on_device
         self.profile: dict[int, tuple[float, list[float]]] = {}
         self._cache: dict[tuple, list] = {}  # (split, rank, world) -> the non-augmented batches
         self._background: dict[str, Any] = {}  # name -> loader working ahead
@@ -237,7 +250,10 @@ class EmbeddingMetrics(Callback):
     # ------------------------------------------------------- the passes over the data
     def _views_needed(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, tuple[str, int, int | None]]:
         """name -> (split, views, limit) of the augmented passes the metrics read."""
-        needed = {"test_views": ("test", 2, None)}
+        dm = trainer.datamodule
+        on_device = self.views_on_device and dm.augments_in_memory and dm.device_views(
+            "test", torch.arange(0), 0, "cpu") is not None
+        needed = {} if on_device else {"test_views": ("test", 2, None)}
         bank = self._bank(module)
         if bank is not None and self.bank_profile_images and not trainer.datamodule.augments_in_memory:
             needed["bank_queries"] = ("train", 1, self.bank_profile_images)
@@ -270,6 +286,15 @@ class EmbeddingMetrics(Callback):
         n = n if limit is None else min(limit, n)
         return _embed(trainer, module, pending[1], n)
 
+    def _test_views(self, trainer: pl.Trainer, module: pl.LightningModule, seed: int,
+                    labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Two augmented views of every test image, embedded: the CPU pipeline's, or the device's (``views_on_device``)."""
+        if "test_views" in self._views_needed(trainer, module):
+            return self._augmented(trainer, module, "test_views", seed)
+        dm = trainer.datamodule
+        views = dm.device_views("test", torch.arange(len(labels)), seed, module.device, num_views=2)
+        return _embed(trainer, module, _batches(views, labels.cpu(), dm.per_device_eval_batch_size), len(labels))
+
     def _plain(self, trainer: pl.Trainer, module: pl.LightningModule, split: str) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Embeddings of the non-augmented ``split``; its images are read once and kept."""
         key = (split, trainer.global_rank, trainer.world_size)
@@ -289,7 +314,7 @@ class EmbeddingMetrics(Callback):
         """All metrics of this epoch, identical on every rank (``initial``: before any training step)."""
         seed = trainer.current_epoch  # of the augmented views: the same on any number of processes
         (z,), y = self._plain(trainer, module, "test")
-        (z1, z2), _ = self._augmented(trainer, module, "test_views", seed)
+        (z1, z2), _ = self._test_views(trainer, module, seed, y)
         out: dict[str, torch.Tensor] = {
             "val/uniformity": -M.uniformity(z, t=self.uniformity_t),
             "val/tolerance": M.tolerance(z, y),
@@ -336,14 +361,12 @@ class EmbeddingMetrics(Callback):
         """(m, d): one view of each of the first m training images, augmented as the training loader does."""
         dm = trainer.datamodule
         m = min(self.bank_profile_images, len(dm.labels("train")))
-        views = dm.training_views(torch.arange(m), seed, module.device)
+        views = dm.device_views("train", torch.arange(m), seed, module.device)
         if views is None:  # the CPU pipeline, seeded per image, made in the background
             (queries,), _ = self._augmented(trainer, module, "bank_queries", seed)
             return queries
-        batch = dm.per_device_eval_batch_size
-        (queries,), _ = _embed(trainer, module, [(torch.arange(start, min(start + batch, m)), views[start:start + batch],
-                                                  torch.zeros(min(batch, m - start), dtype=torch.long))
-                                                 for start in range(0, m, batch)], m)
+        (queries,), _ = _embed(trainer, module, _batches(views, torch.zeros(m, dtype=torch.long),
+                                                         dm.per_device_eval_batch_size), m)
         return queries
 
     def state_dict(self) -> dict[str, Any]:

@@ -489,26 +489,33 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
 
     @property
     def augments_in_memory(self) -> bool:
-        """Whether :meth:`training_views` makes views (device augmentation of pixels held in memory)."""
+        """Whether :meth:`device_views` makes training views (device augmentation of pixels held in memory)."""
         return (self._device_augmentation(self._resolve_stage()) is not None
                 and self._in_memory_images("train") is not None)
 
-    def training_views(self, indices: torch.Tensor, seed: int, device: torch.device | str) -> torch.Tensor | None:
-        """One view of training images ``indices`` made as the training loader makes them, on ``device``.
+    def device_views(self, split: Literal["train", "test"], indices: torch.Tensor, seed: int,
+                     device: torch.device | str, num_views: int = 1) -> list[torch.Tensor] | None:
+        """``num_views`` views of images ``indices`` of ``split`` made as the training loader makes them, on ``device``.
 
         With ``device_augmentation`` (and the pixels in memory): the device augmentation of
-        the uint8 images, drawn from a generator seeded by ``seed``; otherwise None, and
-        callers read :meth:`background_eval_loader` (the CPU pipeline, seeded per image).
+        the uint8 images, every view drawn in turn from one generator seeded by ``seed``;
+        otherwise None, and callers read :meth:`background_eval_loader` (the CPU pipeline,
+        seeded per image).
 
         Returns:
-            (len(indices), C, H, W) float views, or None.
+            ``num_views`` float tensors (len(indices), C, H, W), or None.
         """
         if not self.augments_in_memory:
             return None
+        images = self._in_memory_images(split)
+        if images is None:
+            return None
+        if len(indices) == 0:
+            return [images[:0].float() for _ in range(num_views)]
         augment = self._device_augmentation(self._resolve_stage())
-        images = self._in_memory_images("train")
         generator = torch.Generator(device=device).manual_seed(seed)
-        return augment(images[indices.cpu()].to(device), generator=generator)  # (B, C, H, W)
+        images = images[indices.cpu()].to(device)  # (B, C, H, W) uint8
+        return [augment(images, generator=generator) for _ in range(num_views)]  # each (B, C, H, W)
 
     def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
         """The labels of ``split`` in index order, (N,) int64, read without decoding images."""

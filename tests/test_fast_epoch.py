@@ -107,7 +107,11 @@ class Reference(Callback):
         batch = dm.per_device_eval_batch_size
         x, y = _plain_images(dm, "test")
         z = _embed(module, x, batch).double()
-        z1, z2 = (_embed(module, v, batch).double() for v in _old_views(dm, "test", trainer.current_epoch, 2))
+        if cb.views_on_device:  # the device augmentation's two views, drawn in turn from one seeded generator
+            views = dm.device_views("test", torch.arange(len(x)), trainer.current_epoch, module.device, num_views=2)
+        else:
+            views = _old_views(dm, "test", trainer.current_epoch, 2)
+        z1, z2 = (_embed(module, v, batch).double() for v in views)
         n = len(z)
         d2 = torch.cdist(z, z).square()
         pairs = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)
@@ -123,7 +127,7 @@ class Reference(Callback):
         row["bank/centroid_norm"] = float(bank.mean(0).norm())
         # Fig 8 the paper's way: one training view per image (as the training loader makes it), own bank entry
         m = min(cb.bank_profile_images, len(bank))
-        views = dm.training_views(torch.arange(m), trainer.current_epoch, module.device)
+        (views,) = dm.device_views("train", torch.arange(m), trainer.current_epoch, module.device)
         queries = _embed(module, views, batch).double()
         pos_b, negs_b = _topk_profile(queries, bank, cb.top_k)
         row["val/pos_sim_bank"] = pos_b
@@ -147,8 +151,9 @@ class Reference(Callback):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prefetch", [True, False])
-def test_a_three_epoch_run_logs_the_metrics_of_the_straightforward_computation(cifar_small, tmp_path, prefetch):
+@pytest.mark.parametrize("prefetch, on_device", [(True, False), (False, False), (True, True)])
+def test_a_three_epoch_run_logs_the_metrics_of_the_straightforward_computation(cifar_small, tmp_path, prefetch,
+                                                                               on_device):
     import cli
     from callbacks.embedding_metrics import EmbeddingMetrics
     from tests.conftest import quick_args, run_dir
@@ -156,6 +161,7 @@ def test_a_three_epoch_run_logs_the_metrics_of_the_straightforward_computation(c
     args = quick_args(cifar_small, tmp_path, "--data.init_args.train_subset=256", "--data.init_args.test_subset=128",
                       f"--trainer.callbacks.init_args.prefetch_views={str(prefetch).lower()}",
                       "--trainer.callbacks.init_args.bank_profile_images=100",
+                      f"--trainer.callbacks.init_args.views_on_device={str(on_device).lower()}",
                       epochs=3, batches=None, batch_size=64, configs=("configs/experiments/cpu_reproduction.yaml",))
     run = cli.main(args[1:], run=False)
     metrics = next(c for c in run.trainer.callbacks if isinstance(c, EmbeddingMetrics))
@@ -172,6 +178,8 @@ def test_a_three_epoch_run_logs_the_metrics_of_the_straightforward_computation(c
             assert float(logged[epoch][key]) == pytest.approx(value, rel=1e-5, abs=2e-6), (epoch, key)
     # the bank profile is its own measurement: its positive is not the second view's
     assert logged[2]["val/pos_sim_bank"] != logged[2]["val/pos_sim"]
+    # no worker process is left behind
+    assert not metrics._background and not metrics._pending
     # Fig 8 is drawn once, at the end, with every epoch
     assert (run_dir(tmp_path) / "plots" / "similarity_profile.png").is_file()
     assert sorted(metrics.profile) == [-1, 0, 1, 2]
