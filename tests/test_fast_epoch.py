@@ -5,7 +5,8 @@ before: the images read one by one through the datamodule's dataset, the augment
 seeded with ``torch.manual_seed`` per image, every metric from full similarity matrices. It
 runs beside the real callback in a 3-epoch run of the CPU recipe, and the logged values
 must match it to float tolerance; the bank-positive Fig 8 profile (``val/pos_sim_bank``) is
-checked against the same kind of hand-written computation.
+checked against the same kind of hand-written computation. With ``views_on_device`` the
+reference draws the test views from the device augmentation the same way.
 """
 
 from __future__ import annotations
