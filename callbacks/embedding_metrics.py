@@ -17,6 +17,9 @@ from lightning_modules.contrastive import ContrastiveModule
 
 #: most bytes of non-augmented images EmbeddingMetrics keeps between epochs (they do not change)
 CACHE_BYTES = 1 << 30
+#: images per forward pass on a CPU, whatever the loader's batch: measured fastest for the CPU recipe's
+#: encoder (128 takes 0.58x the time of 512 a image: a batch's activations then stay in the caches)
+CPU_FORWARD_BATCH = 128
 
 
 def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, stage: str = "none",
@@ -46,7 +49,7 @@ def _embed(trainer: pl.Trainer, module: pl.LightningModule, batches: Iterable,
     with torch.random.fork_rng(devices=[]):  # and training's random state is left as it was
         for index, images, label in batches:
             index, label = index.to(module.device), label.to(module.device)
-            zs = [module.embed(v.to(module.device)) for v in as_views(images)]  # each (B, d)
+            zs = [_forward(module, v.to(module.device)) for v in as_views(images)]  # each (B, d)
             if trainer.world_size > 1:
                 index = module.all_gather(index).reshape(-1)
                 label = module.all_gather(label).reshape(-1)
@@ -58,6 +61,13 @@ def _embed(trainer: pl.Trainer, module: pl.LightningModule, batches: Iterable,
             labels[index] = label
     module.train(was_training)
     return outs, labels
+
+
+def _forward(module: pl.LightningModule, images: torch.Tensor) -> torch.Tensor:
+    """``module.embed(images)`` (B, d), in chunks of ``CPU_FORWARD_BATCH`` on a CPU."""
+    if images.device.type != "cpu" or len(images) <= CPU_FORWARD_BATCH:
+        return module.embed(images)
+    return torch.cat([module.embed(chunk) for chunk in images.split(CPU_FORWARD_BATCH)])
 
 
 def _batches(views: list[torch.Tensor], labels: torch.Tensor, size: int) -> list[tuple]:
@@ -148,7 +158,7 @@ class EmbeddingMetrics(Callback):
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
                  uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
                  embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True,
-                 bank_profile_images: int = 1000, prefetch_views: bool = True, views_on_device: bool = False) -> None:
+                 bank_profile_images: int = 500, prefetch_views: bool = True, views_on_device: bool = False) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if knn_k < 1 or top_k < 1:
