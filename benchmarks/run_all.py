@@ -7,6 +7,7 @@
 3. bench_gpu_augment.py batched device-side augmentation vs the CPU pipeline
 4. bench_metrics.py     every embedding metric at N = 50,000 (seconds, peak extra memory)
 5. bench_linear.py      linear evaluation: paper protocol vs cached features
+6. bench_epoch.py       a whole epoch (loader, steps, metrics, checkpoints) vs a bare loop (ratio)
 
 Each runs in its own process (its own memory peak, its own thread pool); a failure is reported
 and the others still run.
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                      "--test-n", "1000"] if quick else []),
         "linear": ["bench_linear.py", "--device", args.device] + (["--n-train", "300", "--long", "2",
                                                                    "--cached-long", "6"] if quick else []),
+        "epoch": ["bench_epoch.py", "--device", "gpu" if args.device == "cuda" else "cpu"]
+        + (["--epochs", "2", "--recipes", "cpu", "--train", "512", "--test", "128"] if quick else []),
     }
     failures = []
     for name, command in plan.items():

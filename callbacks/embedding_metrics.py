@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
@@ -15,28 +15,41 @@ from datamodules.batch import as_views
 from lightning_modules.contrastive import ContrastiveModule
 
 
-@torch.no_grad()
+#: most bytes of non-augmented images EmbeddingMetrics keeps between epochs (they do not change)
+CACHE_BYTES = 1 << 30
+#: images per forward pass on a CPU, whatever the loader's batch: measured fastest for the CPU recipe's
+#: encoder (128 takes 0.58x the time of 512 a image: a batch's activations then stay in the caches)
+CPU_FORWARD_BATCH = 128
+
+
 def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, stage: str = "none",
                 num_views: int = 1) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Embed every image of ``split`` on every rank's shard and gather the whole split on every rank.
 
     Returns ``num_views`` tensors (N, d) and the labels (N,), in dataset order. Indices
-    repeated by the distributed sampler's padding write the same rows twice.
+    repeated by the distributed sampler's padding write the same rows twice. The module
+    embeds in eval mode, and training's random state is left as it was.
     """
     dm = trainer.datamodule
-    was_training = module.training
-    module.eval()
     # augmented views are seeded per image (by epoch and index): the same on any number of processes
     loader = dm.eval_dataloader(split, stage=stage, num_views=num_views, augmentation_seed=trainer.current_epoch)
-    n = len(loader.dataset)  # the whole split: a distributed sampler only shards it
+    return _embed(trainer, module, loader, len(loader.dataset))  # the whole split: a sampler only shards it
+
+
+@torch.no_grad()
+def _embed(trainer: pl.Trainer, module: pl.LightningModule, batches: Iterable,
+           n: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`embed_split` of the loader's ``batches`` over a split of ``n`` images."""
     if n == 0:
-        raise ValueError(f"the {split} split is empty")
+        raise ValueError("the split is empty")
+    was_training = module.training
+    module.eval()
     outs: list[torch.Tensor] | None = None
     labels = torch.full((n,), -1, dtype=torch.long, device=module.device)
     with torch.random.fork_rng(devices=[]):  # and training's random state is left as it was
-        for index, images, label in loader:
+        for index, images, label in batches:
             index, label = index.to(module.device), label.to(module.device)
-            zs = [module.embed(v.to(module.device)) for v in as_views(images)]  # each (B, d)
+            zs = [_forward(module, v.to(module.device)) for v in as_views(images)]  # each (B, d)
             if trainer.world_size > 1:
                 index = module.all_gather(index).reshape(-1)
                 label = module.all_gather(label).reshape(-1)
@@ -48,6 +61,32 @@ def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, sta
             labels[index] = label
     module.train(was_training)
     return outs, labels
+
+
+def _forward(module: pl.LightningModule, images: torch.Tensor) -> torch.Tensor:
+    """``module.embed(images)`` (B, d), in chunks of ``CPU_FORWARD_BATCH`` on a CPU."""
+    if images.device.type != "cpu" or len(images) <= CPU_FORWARD_BATCH:
+        return module.embed(images)
+    return torch.cat([module.embed(chunk) for chunk in images.split(CPU_FORWARD_BATCH)])
+
+
+def _batches(views: list[torch.Tensor], labels: torch.Tensor, size: int) -> list[tuple]:
+    """``(index, views, label)`` batches of ``size`` over views made in one piece (index 0..N-1)."""
+    n = len(labels)
+    return [(torch.arange(start, min(start + size, n)), [v[start:start + size] for v in views],
+             labels[start:start + size]) for start in range(0, n, size)]
+
+
+def _caching(batches: Iterable, store: list, budget: int) -> Iterator:
+    """Yield ``batches`` and append them to ``store`` while their images fit in ``budget`` bytes (else clear it)."""
+    used = 0
+    for batch in batches:
+        used += sum(v.numel() * v.element_size() for v in as_views(batch[1]))
+        if used <= budget:
+            store.append(batch)
+        yield batch
+    if used > budget:
+        store.clear()
 
 
 class EmbeddingMetrics(Callback):
@@ -69,6 +108,17 @@ class EmbeddingMetrics(Callback):
     ``val/centroid_norm`` (and ``bank/centroid_norm`` when there is a bank) is the norm of
     the mean embedding: 1 for a collapsed embedding, about 0 for a centred one.
 
+    Fig 8 the paper's way, when the negatives' source keeps a key per training image (a
+    memory bank): ``val/pos_sim_bank`` and ``val/neg_sim_bank_1`` .. ``_k`` on the first
+    ``bank_profile_images`` training images, one view each made as the training loader
+    makes it; the positive is the similarity with the image's own bank entry (s_ii of
+    Eq 1), the negatives the k largest similarities with the other N - 1 entries.
+
+    Cost: the non-augmented test images are read once and kept (up to ``CACHE_BYTES``);
+    the augmented views are made by worker processes while the epoch trains
+    (``prefetch_views``); the Fig 8 plot is drawn once, when training ends, from the
+    recorded history (:meth:`draw_plots` draws it on demand).
+
     With ``log_initial`` the metrics are also computed once before the first training
     step, on the untrained encoder, and logged as epoch -1 at step 0 (the start of every
     trajectory; kNN then uses the embedded training split, since the bank is still its
@@ -82,11 +132,21 @@ class EmbeddingMetrics(Callback):
         top_k: negatives in the similarity profile.
         uniformity_t: t of Eq 10.
         bank_metrics: also measure the memory bank (the training split as the loss sees it).
-        plot: save the Fig 8 profile (every epoch) and the Fig 3 penalty curve as PNGs in
-            ``<log_dir>/plots`` and send them to W&B when it logs.
+        plot: save the Fig 8 profile (all recorded epochs, drawn when training ends) and the
+            Fig 3 penalty curve as PNGs in ``<log_dir>/plots`` and send them to W&B when it logs.
         embedding_map: also save a 2-D t-SNE map of the test embeddings (Fig 2); slow.
         embedding_map_points: points in that map.
         log_initial: compute and log the metrics once before training starts (epoch -1).
+        bank_profile_images: training images of the bank-positive Fig 8 profile
+            (``val/pos_sim_bank``); 0 turns it off.
+        prefetch_views: augment the test views in worker processes (the datamodule's
+            ``num_workers``, at least one) while the epoch trains; False makes them in the
+            training process when the metrics are due. Same values either way.
+        views_on_device: make the two test views with the training's device augmentation
+            (batched, from a generator seeded by the epoch) when training uses it on pixels
+            held in memory, instead of the CPU pipeline: much cheaper, the same distribution,
+            other random draws, so ``val/alignment``, ``val/pos_sim`` and ``val/neg_sim_*``
+            differ from a run without it by their sampling noise.
 
     Example:
         >>> from types import SimpleNamespace
@@ -97,7 +157,8 @@ class EmbeddingMetrics(Callback):
 
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
                  uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
-                 embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True) -> None:
+                 embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True,
+                 bank_profile_images: int = 500, prefetch_views: bool = True, views_on_device: bool = False) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if knn_k < 1 or top_k < 1:
@@ -111,8 +172,16 @@ class EmbeddingMetrics(Callback):
         self.plot = plot
         self.embedding_map = embedding_map
         self.embedding_map_points = embedding_map_points
+        if bank_profile_images < 0:
+            raise ValueError(f"bank_profile_images must be >= 0 (0 turns the bank profile off), got {bank_profile_images}")
         self.log_initial = log_initial
+        self.bank_profile_images = bank_profile_images
+        self.prefetch_views = prefetch_views
+        self.views_on_device = views_on_device
         self.profile: dict[int, tuple[float, list[float]]] = {}
+        self._cache: dict[tuple, list] = {}  # (split, rank, world) -> the non-augmented batches
+        self._background: dict[str, Any] = {}  # name -> loader working ahead
+        self._pending: dict[str, tuple[int, Iterator]] = {}  # name -> (seed, its pass under way)
 
     # ------------------------------------------------------------------ helpers
     def _due(self, trainer: pl.Trainer) -> bool:
@@ -150,6 +219,10 @@ class EmbeddingMetrics(Callback):
             logger.log_metrics(row, step=0)
         self._record_profile(trainer, -1, values)
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._due(trainer):  # the workers augment this epoch's views while it trains
+            self._start(trainer, pl_module, trainer.current_epoch)
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
             return
@@ -158,19 +231,100 @@ class EmbeddingMetrics(Callback):
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=False)
         self._record_profile(trainer, trainer.current_epoch, values)
 
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.draw_plots(trainer)
+        self._stop()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._stop()
+        try:  # the epochs recorded so far, drawn for the interrupted run
+            self.draw_plots(trainer)
+        except Exception:  # noqa: BLE001 - the original exception is the one to report
+            pass
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stop()
+        self._cache.clear()
+
     def _record_profile(self, trainer: pl.Trainer, epoch: int, values: dict[str, torch.Tensor]) -> None:
         self.profile[epoch] = (float(values["val/pos_sim"]),
                                [float(values[f"val/neg_sim_{r}"]) for r in range(1, self.top_k + 1)])
-        if self.plot and trainer.is_global_zero:
+
+    def draw_plots(self, trainer: pl.Trainer) -> None:
+        """Draw the Fig 8 profile of every recorded epoch (rank 0; when ``plot``), and send it to W&B."""
+        if self.plot and self.profile and trainer.is_global_zero:
             path = plots.plot_similarity_profile(self.profile, self.plot_dir / "similarity_profile.png",
                                                  run=plots.run_label(trainer.lightning_module, trainer.datamodule))
             self._send_image(trainer, "plots/similarity_profile", path)
 
+    # ------------------------------------------------------- the passes over the data
+    def _views_needed(self, trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, tuple[str, int, int | None]]:
+        """name -> (split, views, limit) of the augmented passes the metrics read."""
+        dm = trainer.datamodule
+        on_device = self.views_on_device and dm.augments_in_memory and dm.device_views(
+            "test", torch.arange(0), 0, "cpu") is not None
+        needed = {} if on_device else {"test_views": ("test", 2, None)}
+        bank = self._bank(module)
+        if bank is not None and self.bank_profile_images and not trainer.datamodule.augments_in_memory:
+            needed["bank_queries"] = ("train", 1, self.bank_profile_images)
+        return needed
+
+    def _start(self, trainer: pl.Trainer, module: pl.LightningModule, seed: int) -> None:
+        """Start the augmented passes seeded by ``seed`` (in worker processes with ``prefetch_views``)."""
+        for name, (split, views, limit) in self._views_needed(trainer, module).items():
+            if name not in self._background:
+                self._background[name] = trainer.datamodule.background_eval_loader(
+                    split, views, limit=limit, background=self.prefetch_views)
+            loader = self._background[name]
+            loader.sampler.seed = seed
+            self._pending[name] = (seed, iter(loader))
+
+    def _stop(self) -> None:
+        """Let the worker processes go (they end with their loaders)."""
+        self._pending.clear()
+        self._background.clear()
+
+    def _augmented(self, trainer: pl.Trainer, module: pl.LightningModule, name: str,
+                   seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Embeddings of the augmented pass ``name`` seeded by ``seed``: the one under way, else made now."""
+        pending = self._pending.pop(name, None)
+        if pending is None or pending[0] != seed:
+            self._start(trainer, module, seed)
+            pending = self._pending.pop(name)
+        split, _, limit = self._views_needed(trainer, module)[name]
+        n = len(trainer.datamodule.labels(split))
+        n = n if limit is None else min(limit, n)
+        return _embed(trainer, module, pending[1], n)
+
+    def _test_views(self, trainer: pl.Trainer, module: pl.LightningModule, seed: int,
+                    labels: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Two augmented views of every test image, embedded: the CPU pipeline's, or the device's (``views_on_device``)."""
+        if "test_views" in self._views_needed(trainer, module):
+            return self._augmented(trainer, module, "test_views", seed)
+        dm = trainer.datamodule
+        views = dm.device_views("test", torch.arange(len(labels)), seed, module.device, num_views=2)
+        return _embed(trainer, module, _batches(views, labels.cpu(), dm.per_device_eval_batch_size), len(labels))
+
+    def _plain(self, trainer: pl.Trainer, module: pl.LightningModule, split: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Embeddings of the non-augmented ``split``; its images are read once and kept."""
+        key = (split, trainer.global_rank, trainer.world_size)
+        loader = trainer.datamodule.eval_dataloader(split)
+        n = len(loader.dataset)
+        if self._cache.get(key):
+            return _embed(trainer, module, self._cache[key], n)
+        if key in self._cache:  # None: too large to keep
+            return _embed(trainer, module, loader, n)
+        store: list = []
+        out = _embed(trainer, module, _caching(loader, store, CACHE_BYTES), n)
+        self._cache[key] = store or None
+        return out
+
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule,
                 initial: bool = False) -> dict[str, torch.Tensor]:
         """All metrics of this epoch, identical on every rank (``initial``: before any training step)."""
-        (z,), y = embed_split(trainer, module, "test")
-        (z1, z2), _ = embed_split(trainer, module, "test", stage="pretrain", num_views=2)
+        seed = trainer.current_epoch  # of the augmented views: the same on any number of processes
+        (z,), y = self._plain(trainer, module, "test")
+        (z1, z2), _ = self._test_views(trainer, module, seed, y)
         out: dict[str, torch.Tensor] = {
             "val/uniformity": -M.uniformity(z, t=self.uniformity_t),
             "val/tolerance": M.tolerance(z, y),
@@ -185,6 +339,12 @@ class EmbeddingMetrics(Callback):
         bank = self._bank(module)
         if bank is not None:
             out["bank/centroid_norm"] = M.centroid_norm(bank)
+            if self.bank_profile_images:
+                queries = self._bank_queries(trainer, module, seed)
+                pos_b, negs_b = M.positive_and_topk_similarities(
+                    queries, bank, torch.arange(len(queries), device=bank.device), k=self.top_k)
+                out["val/pos_sim_bank"] = pos_b
+                out.update({f"val/neg_sim_bank_{r + 1}": negs_b[r] for r in range(self.top_k)})
         if bank is not None and not initial:
             train_z, train_y = bank, dm.labels("train").to(bank.device)
         else:
@@ -206,6 +366,18 @@ class EmbeddingMetrics(Callback):
                                            max_points=self.embedding_map_points)
             self._send_image(trainer, "plots/embedding_2d", path)
         return out
+
+    def _bank_queries(self, trainer: pl.Trainer, module: pl.LightningModule, seed: int) -> torch.Tensor:
+        """(m, d): one view of each of the first m training images, augmented as the training loader does."""
+        dm = trainer.datamodule
+        m = min(self.bank_profile_images, len(dm.labels("train")))
+        views = dm.device_views("train", torch.arange(m), seed, module.device)
+        if views is None:  # the CPU pipeline, seeded per image, made in the background
+            (queries,), _ = self._augmented(trainer, module, "bank_queries", seed)
+            return queries
+        (queries,), _ = _embed(trainer, module, _batches(views, torch.zeros(m, dtype=torch.long),
+                                                         dm.per_device_eval_batch_size), m)
+        return queries
 
     def state_dict(self) -> dict[str, Any]:
         return {"profile": self.profile}

@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from datamodules import transforms as T
-from datamodules.batch import BatchProvider, IndexedDataset, IndexOnly, SeededKeys, as_views
+from datamodules.batch import (BatchProvider, IndexedDataset, IndexOnly, InMemoryImages, SeededKeys, SeededOrder, as_views,
+                              collate_batch)
 from datamodules.sampling import ShardedEpochSampler
 
 __all__ = ["ContrastiveDataModule", "DatasetNotFoundError", "IndexedDataset", "as_views"]
@@ -180,6 +181,7 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         self.test_subset = test_subset
         self._device_aug: Any = None
         self._splits: dict[str, Dataset] = {}
+        self._memory: dict[str, torch.Tensor | None] = {}  # split -> its uint8 pixels (_in_memory_images)
 
     # ----------------------------------------------------------------- subclass API
     def _load_split(self, split: Literal["train", "test"]) -> Dataset:
@@ -311,6 +313,26 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         self._raw("test")
         _ = self.per_device_batch_size  # fail now, not at the first batch, on a bad split
 
+    def _array_images(self, split: Literal["train", "test"]) -> torch.Tensor | None:
+        """The whole raw ``split`` as one (N, C, H, W) uint8 tensor when the dataset holds it as an array, else None.
+
+        Subclasses whose dataset keeps its pixels in memory (CIFAR, SVHN) return them, in
+        the order and with the pixels of ``to_uint8_tensor(dataset[i][0])``; the default
+        (image folders) returns None and the images are read one by one.
+        """
+        return None
+
+    def _in_memory_images(self, split: Literal["train", "test"]) -> torch.Tensor | None:
+        """(N, C, H, W) uint8 of :meth:`train_split` (``train``) or the test split, or None (see :meth:`_array_images`)."""
+        if split not in self._memory:
+            images = self._array_images(split)
+            if images is not None:
+                data = self.train_split() if split == "train" else self._raw("test")
+                index = _subset_positions(data)
+                images = images.contiguous() if index is None else images[torch.as_tensor(index, dtype=torch.long)]
+            self._memory[split] = images
+        return self._memory[split]
+
     def _train_indices(self) -> tuple[list[int] | None, list[int] | None]:
         """(train, held-out) positions in the full training split; None, None without a held-out split."""
         full = len(self._raw("train"))
@@ -336,6 +358,7 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
                 sampler: Any = None) -> DataLoader:
         return DataLoader(
             dataset,
+            collate_fn=collate_batch,
             batch_size=batch_size,
             shuffle=shuffle if sampler is None else False,
             sampler=sampler,
@@ -381,8 +404,13 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         stage = self._resolve_stage()
         self._device_aug = self._device_augmentation(stage)
         if self._device_aug is not None:
-            # uint8 images; on_after_batch_transfer makes the views on the device
-            dataset: Dataset = IndexedDataset(self.train_split(), T.to_uint8_tensor, num_views=1)
+            # uint8 images; on_after_batch_transfer makes the views on the device. Pixels already in
+            # memory are read a batch at a time: per-image reads cost more than the step on a CPU
+            images = self._in_memory_images("train")
+            if images is not None:
+                dataset: Dataset = InMemoryImages(images, self.labels("train"))
+            else:
+                dataset = IndexedDataset(self.train_split(), T.to_uint8_tensor, num_views=1)
         elif stage == "features":
             # the module trains on features it computed once: the loader only draws indices
             dataset = IndexOnly(len(self.train_split()))
@@ -430,6 +458,65 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
             dataset = SeededKeys(dataset, augmentation_seed)
         return self._eval_loader(dataset, distributed)
 
+    def background_eval_loader(self, split: Literal["train", "test"], num_views: int = 1, limit: int | None = None,
+                               background: bool = True, prefetch_bytes: int = 1 << 30) -> DataLoader:
+        """A loader of augmented (``pretrain``) views for metrics that works ahead in worker processes.
+
+        The same batches as ``eval_dataloader(split, stage="pretrain", num_views=...,
+        augmentation_seed=s)`` (the first ``limit`` images when given): set
+        ``loader.sampler.seed = s`` and call ``iter(loader)``, and its workers (at least one,
+        kept between passes) augment the whole pass while training goes on, up to
+        ``prefetch_bytes`` of views ahead. ``background`` False: the datamodule's
+        ``num_workers`` as they are (0: in this process, when iterated).
+        """
+        data = self.train_split() if split == "train" else self._raw("test")
+        n = len(data) if limit is None else min(limit, len(data))
+        positions = list(range(n))
+        if self.world_size > 1:  # this process's shard, padded with repeats as in eval_dataloader
+            positions = list(DistributedSampler(range(n), shuffle=False, num_replicas=self.world_size,
+                                                rank=self.global_rank))
+        dataset = IndexedDataset(data, self.transform_for("pretrain"), num_views)
+        workers = max(1, self.num_workers) if background else self.num_workers
+        batch = self.per_device_eval_batch_size
+        prefetch = None
+        if workers:
+            view_bytes = sum(v.numel() * v.element_size() for v in as_views(dataset[(0, 0)][1]))
+            batches = math.ceil(len(positions) / batch)
+            prefetch = math.ceil(max(1, min(batches, prefetch_bytes // max(1, view_bytes * batch))) / workers)
+        return DataLoader(dataset, batch_size=batch, sampler=SeededOrder(positions), num_workers=workers,
+                          collate_fn=collate_batch, pin_memory=self.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=workers > 0, prefetch_factor=prefetch)
+
+    @property
+    def augments_in_memory(self) -> bool:
+        """Whether :meth:`device_views` makes training views (device augmentation of pixels held in memory)."""
+        return (self._device_augmentation(self._resolve_stage()) is not None
+                and self._in_memory_images("train") is not None)
+
+    def device_views(self, split: Literal["train", "test"], indices: torch.Tensor, seed: int,
+                     device: torch.device | str, num_views: int = 1) -> list[torch.Tensor] | None:
+        """``num_views`` views of images ``indices`` of ``split`` made as the training loader makes them, on ``device``.
+
+        With ``device_augmentation`` (and the pixels in memory): the device augmentation of
+        the uint8 images, every view drawn in turn from one generator seeded by ``seed``;
+        otherwise None, and callers read :meth:`background_eval_loader` (the CPU pipeline,
+        seeded per image).
+
+        Returns:
+            ``num_views`` float tensors (len(indices), C, H, W), or None.
+        """
+        if not self.augments_in_memory:
+            return None
+        images = self._in_memory_images(split)
+        if images is None:
+            return None
+        if len(indices) == 0:
+            return [images[:0].float() for _ in range(num_views)]
+        augment = self._device_augmentation(self._resolve_stage())
+        generator = torch.Generator(device=device).manual_seed(seed)
+        images = images[indices.cpu()].to(device)  # (B, C, H, W) uint8
+        return [augment(images, generator=generator) for _ in range(num_views)]  # each (B, C, H, W)
+
     def labels(self, split: Literal["train", "test"]) -> torch.Tensor:
         """The labels of ``split`` in index order, (N,) int64, read without decoding images."""
         data = self.train_split() if split == "train" else self._raw("test")
@@ -444,6 +531,14 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
             "num_classes": self.num_classes,
             "val_fraction": self.val_fraction,
         }
+
+
+def _subset_positions(dataset: Dataset) -> list[int] | None:
+    """Positions in the innermost dataset of a chain of :class:`Subset` (None: no Subset)."""
+    if not isinstance(dataset, Subset):
+        return None
+    inner = _subset_positions(dataset.dataset)
+    return [int(i) for i in dataset.indices] if inner is None else [inner[i] for i in dataset.indices]
 
 
 def _labels_of(dataset: Dataset) -> list[int]:

@@ -22,11 +22,12 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from datamodules.sampling import seeded
 
-__all__ = ["BatchProvider", "IndexedDataset", "IndexOnly", "SeededKeys", "as_views", "TRAIN_PIPELINES"]
+__all__ = ["BatchProvider", "IndexedDataset", "IndexOnly", "InMemoryImages", "SeededKeys", "SeededOrder", "as_views",
+           "collate_batch", "TRAIN_PIPELINES"]
 
 #: the training pipelines a module may ask for: the paper's contrastive views, the linear-evaluation
 #: augmentation, the evaluation transform, or index-only batches (a module that caches its features)
@@ -101,6 +102,58 @@ class IndexedDataset(Dataset):
             return index, [self._view(image) for _ in range(self.num_views)], int(label)
 
 
+class InMemoryImages(Dataset):
+    """``(index, image, label)`` items from images already in memory as one (N, C, H, W) uint8 tensor.
+
+    The device-side augmentation's training source when the dataset holds its pixels as an
+    array (CIFAR, SVHN): a DataLoader with a batch size hands :meth:`__getitems__` the
+    whole batch of keys, which reads the batch with one index into the tensor instead of
+    B ``__getitem__`` calls and a collate (:func:`collate_batch` passes it through). The
+    items are those of ``IndexedDataset(data, to_uint8_tensor)``: the same pixels, and
+    the key's ``sample_seed`` is not needed, as reading involves no randomness.
+
+    Args:
+        images: (N, C, H, W) uint8, row i the image of index i.
+        labels: (N,) integer labels.
+
+    Example:
+        >>> data = InMemoryImages(torch.arange(24, dtype=torch.uint8).reshape(4, 1, 2, 3), torch.tensor([5, 6, 7, 8]))
+        >>> index, images, label = data.__getitems__([(2, 11), (0, 12)])
+        >>> index.tolist(), images.shape, label.tolist(), data[(3, 0)][2]
+        ([2, 0], torch.Size([2, 1, 2, 3]), [7, 5], 8)
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if images.dim() != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"images must be (N, C, H, W) uint8, got {tuple(images.shape)} {images.dtype}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must be ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images = images.contiguous()
+        self.labels = labels.to(torch.long)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        index = key[0] if isinstance(key, tuple) else key
+        return index, self.images[index], int(self.labels[index])
+
+    def __getitems__(self, keys: list) -> "Batch":
+        index = torch.tensor([k[0] if isinstance(k, tuple) else k for k in keys], dtype=torch.long)  # (B,)
+        return Batch((index, self.images[index], self.labels[index]))  # (B,), (B, C, H, W), (B,)
+
+
+class Batch(tuple):
+    """An already collated ``(index, views, label)`` batch (from :meth:`InMemoryImages.__getitems__`)."""
+
+
+def collate_batch(items: Any) -> Any:
+    """The DataLoader's collate: a :class:`Batch` passes as a plain tuple, a list of items is stacked."""
+    if isinstance(items, Batch):
+        return tuple(items)
+    return default_collate(items)
+
+
 class IndexOnly(Dataset):
     """``(index, empty, -1)`` items: the batch contract when the module brings its own features and labels."""
 
@@ -126,7 +179,35 @@ class SeededKeys(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        return self.dataset[(index, (self.seed * 1_000_003 + index) % (2**63 - 1))]
+        return self.dataset[(index, image_seed(self.seed, index))]
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The augmentation seed of image ``index`` in a metrics pass seeded by ``seed`` (:class:`SeededKeys`)."""
+    return (seed * 1_000_003 + index) % (2**63 - 1)
+
+
+class SeededOrder(Sampler):
+    """Yields the keys ``(i, image_seed(seed, i))`` of ``indices``, as :class:`SeededKeys` would make them.
+
+    The seed is read when iteration starts, so one loader (with persistent workers) serves
+    every epoch's augmented metrics pass: set :attr:`seed`, then ``iter(loader)``.
+
+    Args:
+        indices: the dataset positions to read, in order.
+        seed: the pass's seed (the epoch).
+    """
+
+    def __init__(self, indices: Sequence[int], seed: int = 0) -> None:
+        self.indices = [int(i) for i in indices]
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self):
+        seed = self.seed
+        return iter([(i, image_seed(seed, i)) for i in self.indices])
 
 
 def as_views(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:

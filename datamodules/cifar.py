@@ -7,7 +7,8 @@ import pickle
 from pathlib import Path
 from typing import Literal
 
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
 from datamodules import transforms as T
@@ -108,6 +109,12 @@ class CIFAR10DataModule(ContrastiveDataModule):
 
     def _count_train(self) -> int:
         return len(self._raw("train"))
+
+    def _array_images(self, split: Literal["train", "test"]) -> torch.Tensor | None:
+        data = self._raw(split)
+        while isinstance(data, Subset):
+            data = data.dataset
+        return torch.from_numpy(data.data).permute(0, 3, 1, 2)  # (N, 32, 32, 3) HWC -> (N, 3, 32, 32)
 
 
 class CIFAR100DataModule(CIFAR10DataModule):

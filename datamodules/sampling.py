@@ -97,5 +97,8 @@ def seeded(sample_seed: int | None):
         yield
         return
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(sample_seed)
+        # the CPU generator only, which is all fork_rng restores: torch.manual_seed would also
+        # reseed every CUDA device (and record a stack trace per call while CUDA is not yet up,
+        # 0.25 ms an image) and leave them reseeded after the block
+        torch.default_generator.manual_seed(sample_seed)
         yield

@@ -7,7 +7,8 @@ from typing import Literal
 
 import numpy as np
 import scipy.io
-from torch.utils.data import Dataset
+import torch
+from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 from torchvision.datasets import svhn as tv_svhn
 
@@ -92,6 +93,12 @@ class SVHNDataModule(ContrastiveDataModule):
         if len(labels) != len(data.data):
             raise ValueError(f"{self._file(split)} has {len(data.data)} images but {len(labels)} labels")
         return data
+
+    def _array_images(self, split: Literal["train", "test"]) -> torch.Tensor | None:
+        data = self._raw(split)
+        while isinstance(data, Subset):
+            data = data.dataset
+        return torch.from_numpy(data.data)  # torchvision keeps SVHN as (N, 3, 32, 32) already
 
     def _count_train(self) -> int:
         """The number of training images, from the .mat header (without reading the 180 MB of pixels)."""
