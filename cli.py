@@ -204,7 +204,10 @@ class SuiteCLI(LightningCLI):
             resume = getattr(self, "_resume_checkpoint", None)
             if getattr(self, "_model_as_given", None) is not None:
                 config.model = self._model_as_given
-            self._resume_folder = prepare_run_folder(config, *(resume or (None, None)))
+            requeued = requeued_checkpoint(config) if resume is None else None
+            if requeued is not None:  # Lightning restores it by itself: the run continues in its folder too
+                resume = self._resume_checkpoint = (requeued, read_checkpoint(requeued, flag="hpc checkpoint"))
+            self._resume_folder = prepare_run_folder(config, *(resume or (None, None)), requeued=requeued is not None)
             if self._resume_folder is not None or config.get(OVERWRITE_FLAG):
                 self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}  # the same run's config
 
@@ -476,11 +479,25 @@ def continue_run(config, folder: Path | None, ckpt: dict[str, Any]) -> None:
                 os.environ.setdefault("WANDB_RESUME", "allow")  # continue it where it exists, else start it
 
 
-def prepare_run_folder(config, ckpt_path: Path | None, ckpt: dict[str, Any] | None) -> Path | None:
+def requeued_checkpoint(config) -> Path | None:
+    """The ``hpc_ckpt_N.ckpt`` (highest N) that Lightning restores by itself in a requeued SLURM job, if any."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    root = Path(str(config.get("trainer").get("default_root_dir") or "."))
+    found = [(int(m.group(1)), p) for p in root.glob("hpc_ckpt_*.ckpt")
+             for m in [re.match(r"hpc_ckpt_(\d+)\.ckpt$", p.name)] if m]
+    return max(found)[1] if found else None
+
+
+def prepare_run_folder(config, ckpt_path: Path | None, ckpt: dict[str, Any] | None,
+                       requeued: bool = False) -> Path | None:
     """Checks and settings of a fit's output folders; returns the resumed run's folder (None: a new run)."""
     folder = None
     if ckpt is not None:
-        refuse_finished_run(ckpt, ckpt_path, config)
+        if not requeued:
+            refuse_finished_run(ckpt, ckpt_path, config)
         folder = checkpoint_run_folder(ckpt_path, ckpt)
         continue_run(config, folder, ckpt)
     refuse_reused_folders(config, folder)

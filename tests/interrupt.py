@@ -42,10 +42,17 @@ class StopAfterRequeue(Callback):
 
     def __init__(self, folder: str = ".") -> None:
         self.folder = folder
+        self.before: set[str] = set()
+
+    def _saved(self) -> set[str]:
+        return {name for name in os.listdir(self.folder) if name.startswith("hpc_ckpt_")}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.before = self._saved()
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if any(name.startswith("hpc_ckpt_") for name in os.listdir(self.folder)):
+        if self._saved() - self.before:  # the requeue checkpoint of this job: SLURM ends it now
             os.kill(os.getpid(), signal.SIGINT)
 
 
