@@ -208,6 +208,8 @@ class SuiteCLI(LightningCLI):
             if requeued is not None:  # Lightning restores it by itself: the run continues in its folder too
                 resume = self._resume_checkpoint = (requeued, read_checkpoint(requeued, flag="hpc checkpoint"))
             self._resume_folder = prepare_run_folder(config, *(resume or (None, None)), requeued=requeued is not None)
+            if self._resume_folder is not None:  # its own checkpoints are there, as they should be
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             if self._resume_folder is not None or config.get(OVERWRITE_FLAG):
                 self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}  # the same run's config
 

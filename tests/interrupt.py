@@ -57,7 +57,7 @@ class StopAfterRequeue(Callback):
 
 
 class MetricsInterruptedAt(EmbeddingMetrics):
-    """:class:`EmbeddingMetrics` that raises KeyboardInterrupt (Ctrl-C) inside the metrics of epoch ``stop_epoch``.
+    """:class:`EmbeddingMetrics` that gets a SIGINT (Ctrl-C) inside the metrics of epoch ``stop_epoch``.
 
     Args:
         stop_epoch: the epoch whose metrics are interrupted (once: a resumed run computes them).
@@ -72,5 +72,5 @@ class MetricsInterruptedAt(EmbeddingMetrics):
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule, initial: bool = False,
                 epoch: int | None = None):
         if not initial and epoch is None and trainer.current_epoch == self.stop_epoch:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt here
         return super().compute(trainer, module, initial=initial, epoch=epoch)
