@@ -297,7 +297,9 @@ def _run_inprocess(args: list[str], output: Path) -> int:
     try:
         run = cli.main(args)
         return 1 if run.trainer.interrupted else 0
-    except SystemExit as err:  # argument errors
+    except SystemExit as err:  # argument errors, and Lightning's end of a run stopped by SIGTERM
+        if type(err).__name__ == "SIGTERMException":
+            return 128 + signal.SIGTERM
         code = err.code if isinstance(err.code, int) else 1
         with open(output, "a") as out:
             out.write(f"\n$ {shell(args)}\nexited with {err.code}\n")
