@@ -37,6 +37,8 @@ from lightning_modules.checkpoints import read_checkpoint
 
 datamodules.load_all()  # every dataset class, for class_path and --help
 
+# a mid-epoch checkpoint (a requeued job's hpc_ckpt) is resumed exactly: the sampler skips the batches done
+warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 # pretraining keeps the datamodule's val_dataloader (linear evaluation uses it) but has no validation loop
 warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no `validation_step`.*")
 

@@ -202,6 +202,9 @@ def test_resume_continues_the_same_wandb_run(cifar_small, tmp_path, monkeypatch)
     last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
     first_id = torch.load(last, map_location="cpu", weights_only=True)["run"]["wandb_id"]
     assert first_id
+    import wandb
+
+    wandb.finish()  # as a new process would start: no run in progress to reuse
     assert cli.run_from_command_line([*args, f"--ckpt_path={last}", "--trainer.max_epochs=2"]) == 0
     assert torch.load(last, map_location="cpu", weights_only=True)["run"]["wandb_id"] == first_id
     assert {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "wandb").glob("offline-run-*")} == {first_id}
