@@ -301,7 +301,6 @@ def drop_progress_bars_when_disabled(config) -> None:
                              if not str(getattr(c, "class_path", "") or "").endswith("ProgressBar")]
 
 
-
 # ------------------------------------------------------------ runs: interruptions, folders, resumes
 # Nothing lost, nothing silent: an interrupted run exits non-zero and says how to resume; a run never
 # writes into another run's folder; a resumed run continues its own folder and W&B run, with the

@@ -117,9 +117,10 @@ def test_a_folder_holding_a_run_is_refused_before_anything_is_touched(cifar_smal
     again = quick_args(cifar_small, tmp_path, "--trainer.logger.init_args.version=0")
     assert cli.run_from_command_line(again) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"error: --trainer.logger: {folder} already holds a run (checkpoints, config.yaml, hparams.yaml, "
-                       f"metrics.csv); choose a new version (leave version unset for the next free one), resume it "
-                       f"with --ckpt_path {folder / 'checkpoints/last.ckpt'}, or replace it with --overwrite_run=true")
+    assert err[-1] == (f"error: --trainer.logger: {folder} already holds a run (checkpoints, config.yaml, "
+                       f"hparams.yaml, metrics.csv); choose a new version (leave version unset for the next free "
+                       f"one), resume it with --ckpt_path {folder / 'checkpoints/last.ckpt'}, or replace it with "
+                       "--overwrite_run=true")
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # today: metrics.csv deleted
     assert sorted(p.name for p in (tmp_path / "pretrain").iterdir()) == ["version_0"]
 
@@ -151,13 +152,13 @@ def test_a_changed_hyperparameter_on_resume_is_refused_unless_intended(cifar_sma
     args = quick_args(cifar_small, tmp_path)
     assert cli.run_from_command_line(args) == 0
     last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
-    changed = [*args, f"--ckpt_path={last}", "--trainer.max_epochs=2", "--model.init_args.loss.init_args.temperature=0.5",
-               "--model.init_args.encoder.init_args.width=32"]
+    changed = [*args, f"--ckpt_path={last}", "--trainer.max_epochs=2",
+               "--model.init_args.loss.init_args.temperature=0.5", "--model.init_args.encoder.init_args.width=32"]
     assert cli.run_from_command_line(changed) == 1  # today: accepted, and the checkpoint's values silently used
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --ckpt_path: {last} was trained with other values")
-    assert "model.init_args.encoder.init_args.width: 16 -> 32; model.init_args.loss.init_args.temperature: 0.07 -> 0.5" \
-        in err[0]
+    assert ("model.init_args.encoder.init_args.width: 16 -> 32; "
+            "model.init_args.loss.init_args.temperature: 0.07 -> 0.5") in err[0]
     assert "--allow_changed_hparams=true" in err[0]
 
 
@@ -179,7 +180,8 @@ def test_a_linear_evaluation_checkpoint_is_refused_as_pretrained(cifar_small, tm
               f"--trainer.logger.init_args.save_dir={tmp_path}", "--trainer.max_epochs=1",
               "--trainer.limit_train_batches=2", "--trainer.enable_model_summary=false",
               f"--data.init_args.data_dir={cifar_small}", "--data.init_args.verify_checksums=false",
-              "--data.init_args.num_workers=0", "--data.init_args.batch_size=64", "--model.init_args.cache_features=true"]
+              "--data.init_args.num_workers=0", "--data.init_args.batch_size=64",
+              "--model.init_args.cache_features=true"]
     assert cli.run_from_command_line([*linear, f"--model.init_args.pretrained={pretrained}"]) == 0
     linear_ckpt = run_dir(tmp_path, "linear") / "checkpoints" / "last.ckpt"
     assert cli.run_from_command_line([*linear, f"--model.init_args.pretrained={linear_ckpt}"]) == 1
@@ -265,6 +267,7 @@ def test_a_requeued_slurm_job_ends_bit_identical_to_an_uninterrupted_one(cifar_s
     folder = run_dir(tmp_path / "job")
     assert folder.name == "version_0" and not (tmp_path / "job/pretrain/version_1").exists()
     assert torch.load(folder / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 24
-    assert_same_weights(folder / "checkpoints/last.ckpt", reference / "checkpoints/last.ckpt")  # today: up to 1.47 apart
+    # today the weights differ (the restarted epoch replayed its first batches)
+    assert_same_weights(folder / "checkpoints/last.ckpt", reference / "checkpoints/last.ckpt")
     resumed, uninterrupted = val_rows(folder / "metrics.csv"), val_rows(reference / "metrics.csv")
     assert resumed["2"]["val/uniformity"] == uninterrupted["2"]["val/uniformity"]
