@@ -438,9 +438,9 @@ def refuse_finished_run(ckpt: dict[str, Any], ckpt_path: str | Path, config) -> 
     done, planned = epochs_completed(ckpt), config.get("trainer").get("max_epochs")
     if done is None or planned in (None, -1) or done < planned or metrics_pending(ckpt):
         return
-    raise ValueError(f"--ckpt_path: {ckpt_path} is a finished run ({done} of {planned} epochs done): nothing to "
-                     f"resume. To train it longer, add --trainer.max_epochs=N with N > {done}; to start a new run, "
-                     "drop --ckpt_path")
+    trained = f"{done} of {planned} epochs done" if done == planned else f"{done} epochs done, max_epochs {planned}"
+    raise ValueError(f"--ckpt_path: {ckpt_path} is a finished run ({trained}): nothing to resume. To train it "
+                     f"longer, add --trainer.max_epochs=N with N > {done}; to start a new run, drop --ckpt_path")
 
 
 def refuse_reused_folders(config, resume_folder: Path | None) -> None:
@@ -473,7 +473,9 @@ def continue_run(config, folder: Path | None, ckpt: dict[str, Any]) -> None:
     file_loggers = _loggers(config, "CSVLogger", "TensorBoardLogger")
     if folder is not None and file_loggers:
         first = file_loggers[0]
-        first.save_dir, first.name, first.version = str(folder.parents[1]), folder.parent.name, folder.name
+        number = re.fullmatch(r"version_(\d+)", folder.name)  # a number when it is one (the progress bar shows it)
+        first.save_dir, first.name = str(folder.parents[1]), folder.parent.name
+        first.version = int(number.group(1)) if number else folder.name
     run = ckpt.get("run") if isinstance(ckpt.get("run"), dict) else {}
     if run.get("wandb_id"):
         for init_args in _loggers(config, "WandbLogger"):

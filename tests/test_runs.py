@@ -142,8 +142,8 @@ def test_resuming_a_finished_run_says_so_and_creates_nothing(cifar_small, tmp_pa
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     assert cli.run_from_command_line([*args, f"--ckpt_path={last}"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"error: --ckpt_path: {last} is a finished run (1 of 1 epochs done): nothing to resume. To train it longer, "
-        "add --trainer.max_epochs=N with N > 1; to start a new run, drop --ckpt_path")
+        f"error: --ckpt_path: {last} is a finished run (1 of 1 epochs done): nothing to resume. To train it "
+        "longer, add --trainer.max_epochs=N with N > 1; to start a new run, drop --ckpt_path")
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # today: an empty version_1
 
 
