@@ -561,6 +561,8 @@ def record_signals() -> dict[int, Any]:
     _RUN.clear()
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(signum) == signal.SIG_IGN:  # ignored on purpose (nohup, a background job): kept so
+            continue
         try:
             previous[signum] = signal.signal(signum, _record_signal)
         except ValueError:  # not the main thread: leave the handlers alone

@@ -34,7 +34,7 @@ class SignalAt(Callback):
 
 
 class StopAfterRequeue(Callback):
-    """Ends the job once a requeue checkpoint exists, as SLURM does after ``scontrol requeue``.
+    """Ends the job once a requeue checkpoint exists, as SLURM does after ``scontrol requeue`` (SIGTERM).
 
     Args:
         folder: where ``hpc_ckpt_*.ckpt`` appears (the trainer's ``default_root_dir``).
@@ -53,7 +53,7 @@ class StopAfterRequeue(Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self._saved() - self.before:  # the requeue checkpoint of this job: SLURM ends it now
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 class MetricsInterruptedAt(EmbeddingMetrics):

@@ -258,7 +258,7 @@ def test_a_requeued_slurm_job_ends_bit_identical_to_an_uninterrupted_one(cifar_s
     # job saves hpc_ckpt_1.ckpt, calls `scontrol requeue`, and is then ended as SLURM would end it
     first = [*job, callback(SIGNAL_AT, signum=int(signal.SIGUSR1), epoch=1, batch=3),
              callback("tests.interrupt.StopAfterRequeue", folder=str(tmp_path / "job"))]
-    assert cli.run_from_command_line(first) == 130
+    assert cli.run_from_command_line(first) == 143
     assert log.read_text().split() == ["requeue", "4242"]
     hpc = torch.load(tmp_path / "job/hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
     assert (hpc["epoch"], hpc["global_step"]) == (1, 12)  # 8 + 4 batches done
