@@ -12,9 +12,13 @@ not ``--trainer.max_epochs``.
 
 from __future__ import annotations
 
+import copy
+import csv
 import importlib
 import os
 import re
+import shlex
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -26,12 +30,15 @@ import callbacks  # noqa: F401  (the callbacks' classes, for class_path)
 import datamodules
 import lightning_modules  # noqa: F401
 from callbacks.provenance import ProvenanceSaveConfig
+from callbacks.requeue import RequeueAtBatchBoundary
 from datamodules.base import ContrastiveDataModule
 from lightning_modules.base import SuiteModule
 from lightning_modules.checkpoints import read_checkpoint
 
 datamodules.load_all()  # every dataset class, for class_path and --help
 
+# a mid-epoch checkpoint (a requeued job's hpc_ckpt) is resumed exactly: the sampler skips the batches done
+warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch ended.*")
 # pretraining keeps the datamodule's val_dataloader (linear evaluation uses it) but has no validation loop
 warnings.filterwarnings("ignore", message=".*val_dataloader.* but have no `validation_step`.*")
 
@@ -175,6 +182,7 @@ class SuiteCLI(LightningCLI):
         # data-derived sizes go to top-level module arguments only (docs/architecture.md, the batch contract)
         parser.link_arguments("data.num_train_samples", "model.init_args.num_samples", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        add_run_safety_arguments(parser)
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -182,12 +190,30 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and "://" not in str(ckpt_path):
-            read_checkpoint(ckpt_path, flag="--ckpt_path")
+            ckpt = read_checkpoint(ckpt_path, flag="--ckpt_path")
+            # before LightningCLI replaces the model's arguments with the checkpoint's: compare them first
+            if subcommand == "fit":
+                check_resumed_hyperparameters(ckpt, ckpt_path, self.config[subcommand])
+                self._resume_checkpoint = (Path(ckpt_path), ckpt)
+                if self.config[subcommand].get(ALLOW_CHANGES_FLAG):  # the values given win over the checkpoint's
+                    self._model_as_given = copy.deepcopy(self.config[subcommand].get("model"))
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         name_loggers_after_the_stage(config)
         drop_progress_bars_when_disabled(config)
+        if self.subcommand == "fit":
+            resume = getattr(self, "_resume_checkpoint", None)
+            if getattr(self, "_model_as_given", None) is not None:
+                config.model = self._model_as_given
+            requeued = requeued_checkpoint(config) if resume is None else None
+            if requeued is not None:  # Lightning restores it by itself: the run continues in its folder too
+                resume = self._resume_checkpoint = (requeued, read_checkpoint(requeued, flag="hpc checkpoint"))
+            self._resume_folder = prepare_run_folder(config, *(resume or (None, None)), requeued=requeued is not None)
+            if self._resume_folder is not None:  # its own checkpoints are there, as they should be
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            if self._resume_folder is not None or config.get(OVERWRITE_FLAG):
+                self.save_config_kwargs = {**self.save_config_kwargs, "overwrite": True}  # the same run's config
 
     def _check_batch_split(self) -> None:
         """A global batch that the processes cannot share evenly fails before any process starts."""
@@ -199,6 +225,7 @@ class SuiteCLI(LightningCLI):
 
     def _before_run(self) -> None:
         self._check_batch_split()
+        watch_run(self.trainer, self.subcommand)
         # --ckpt_path is read as tensors and plain data whatever torch's default (False before torch 2.6, and for
         # URLs in Lightning); `--weights_only false` reads a file you trust that holds Python objects
         method_args = self.config_init[self.subcommand]
@@ -207,6 +234,9 @@ class SuiteCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._before_run()
+        self.trainer.callbacks.append(RequeueAtBatchBoundary())
+        if getattr(self, "_resume_folder", None) is not None:
+            keep_metrics_up_to_the_checkpoint(self.trainer, self._resume_folder, self._resume_checkpoint[1])
 
     def before_validate(self) -> None:
         self._before_run()
@@ -271,6 +301,324 @@ def drop_progress_bars_when_disabled(config) -> None:
                              if not str(getattr(c, "class_path", "") or "").endswith("ProgressBar")]
 
 
+# ------------------------------------------------------------ runs: interruptions, folders, resumes
+# Nothing lost, nothing silent: an interrupted run exits non-zero and says how to resume; a run never
+# writes into another run's folder; a resumed run continues its own folder and W&B run, with the
+# hyper-parameters it was trained with.
+OVERWRITE_FLAG = "overwrite_run"
+ALLOW_CHANGES_FLAG = "allow_changed_hparams"
+#: arguments that may differ on resume: where the data lives and how it is loaded, and sizes cli.py links
+RESUME_FREE_KEYS = {"data_dir", "train_folder", "test_folder", "num_workers", "eval_batch_size", "download",
+                    "pin_memory", "verify_checksums", "num_samples", "num_classes", "check_finite_every_n_steps",
+                    "penalty_entropy_every_n_steps", "compile", "channels_last", "pretrained", "cache_features"}
+
+
+def add_run_safety_arguments(parser) -> None:
+    """``--overwrite_run`` and ``--allow_changed_hparams`` (the explicit choices behind two refusals)."""
+    parser.add_argument(f"--{OVERWRITE_FLAG}", type=bool, default=False,
+                        help="replace the run already in the logger's folder (an explicit version: that run's "
+                             "metrics.csv and config.yaml are rewritten); without it such a run is refused")
+    parser.add_argument(f"--{ALLOW_CHANGES_FLAG}", type=bool, default=False,
+                        help="with --ckpt_path: resume although model or data arguments differ from the "
+                             "checkpoint's (the values given now are used); without it the run is refused")
+
+
+def _plain(value: Any) -> Any:
+    """A config value as YAML reads it back (lists for tuples, strings for paths and other objects)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict) and tree:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def resume_differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """``key: saved -> given`` for every model/data argument or seed that differs (see RESUME_FREE_KEYS)."""
+    old, new = _flatten(_plain(saved)), _flatten(_plain(given))
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if key.split(".")[0] not in ("model", "data", "seed_everything") or key.split(".")[-1] in RESUME_FREE_KEYS:
+            continue
+        a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
+        if a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float)) and float(a) == float(b)):
+            out.append(f"{key}: {a} -> {b}")
+    return out
+
+
+def check_resumed_hyperparameters(ckpt: dict[str, Any], ckpt_path: str | Path, config) -> None:
+    """A resume whose model or data arguments differ from the checkpoint's is refused, listing them.
+
+    Without this check LightningCLI silently replaces the model's arguments with the
+    checkpoint's, and data arguments change under a half-trained model.
+    """
+    import yaml
+
+    saved_text = (ckpt.get("provenance") or {}).get("config") if isinstance(ckpt.get("provenance"), dict) else None
+    if not isinstance(saved_text, str) or config.get(ALLOW_CHANGES_FLAG):
+        return
+    try:
+        saved = yaml.safe_load(saved_text)
+    except yaml.YAMLError:
+        return
+    given = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    differences = resume_differences(saved if isinstance(saved, dict) else {}, given)
+    if differences:
+        shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6 else "")
+        raise ValueError(f"--ckpt_path: {ckpt_path} was trained with other values (checkpoint -> now): {shown}. "
+                         f"Resume with the checkpoint's values, or pass --{ALLOW_CHANGES_FLAG}=true if the change "
+                         "is intended (a new --trainer.max_epochs needs neither)")
+
+
+def epochs_completed(ckpt: dict[str, Any]) -> int | None:
+    """Epochs whose training ended, as the checkpoint records it (the suite's ``run`` entry, else Lightning's)."""
+    run = ckpt.get("run")
+    if isinstance(run, dict) and isinstance(run.get("epochs_completed"), int):
+        return run["epochs_completed"]
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def metrics_pending(ckpt: dict[str, Any]) -> dict[str, int] | None:
+    """``{"epoch", "step"}`` when the checkpoint was written before its epoch's metrics were logged, else None."""
+    states = ckpt.get("callbacks")
+    found = [v["pending"] for v in states.values() if isinstance(v, dict) and isinstance(v.get("pending"), dict)] \
+        if isinstance(states, dict) else []
+    return found[0] if found else None
+
+
+def checkpoint_run_folder(ckpt_path: Path, ckpt: dict[str, Any]) -> Path | None:
+    """The run folder a checkpoint belongs to: ``<run>/checkpoints/x.ckpt``, else the folder it records."""
+    path = Path(ckpt_path).expanduser().resolve()
+    if path.parent.name == "checkpoints" and any((path.parents[1] / f).is_file() for f in
+                                                 ("config.yaml", "metrics.csv", "hparams.yaml")):
+        return path.parents[1]
+    recorded = (ckpt.get("run") or {}).get("log_dir") if isinstance(ckpt.get("run"), dict) else None
+    return Path(recorded) if recorded and Path(recorded).is_dir() else None
+
+
+def _loggers(config, *names: str) -> list:
+    """The ``init_args`` of the configured loggers whose class name ends with one of ``names``."""
+    from jsonargparse import Namespace
+
+    loggers = config.get("trainer", Namespace()).get("logger")
+    out = []
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(logger, Namespace) and str(logger.get("class_path", "")).endswith(names):
+            if not isinstance(logger.get("init_args"), Namespace):
+                logger.init_args = Namespace()
+            out.append(logger.init_args)
+    return out
+
+
+def _file_logger_folder(init_args) -> Path | None:
+    """``save_dir/name/version`` of a CSV or TensorBoard logger with an explicit version (None without)."""
+    version = init_args.get("version")
+    if version is None:
+        return None
+    root = Path(str(init_args.get("save_dir") or "."))
+    root = root / str(init_args.name) if init_args.get("name") else root
+    return root / (version if isinstance(version, str) else f"version_{version}")
+
+
+def refuse_finished_run(ckpt: dict[str, Any], ckpt_path: str | Path, config) -> None:
+    """Resuming a run that completed its epochs (and logged their metrics) is refused in one line."""
+    done, planned = epochs_completed(ckpt), config.get("trainer").get("max_epochs")
+    if done is None or planned in (None, -1) or done < planned or metrics_pending(ckpt):
+        return
+    trained = f"{done} of {planned} epochs done" if done == planned else f"{done} epochs done, max_epochs {planned}"
+    raise ValueError(f"--ckpt_path: {ckpt_path} is a finished run ({trained}): nothing to resume. To train it "
+                     f"longer, add --trainer.max_epochs=N with N > {done}; to start a new run, drop --ckpt_path")
+
+
+def refuse_reused_folders(config, resume_folder: Path | None) -> None:
+    """A logger pointed at a folder (or W&B run id) that already holds a run is refused before anything is written."""
+    resumed = resume_folder.resolve() if resume_folder is not None else None
+    if config.get(OVERWRITE_FLAG):
+        return
+    for init_args in _loggers(config, "CSVLogger", "TensorBoardLogger"):
+        folder = _file_logger_folder(init_args)
+        if folder is None or not folder.is_dir() or folder.resolve() == resumed:
+            continue
+        held = sorted(p.name for p in folder.iterdir())
+        if held:
+            raise ValueError(
+                f"--trainer.logger: {folder} already holds a run ({', '.join(held[:4])}); choose a new version "
+                f"(leave version unset for the next free one), resume it with --ckpt_path "
+                f"{folder / 'checkpoints' / 'last.ckpt'}, or replace it with --{OVERWRITE_FLAG}=true")
+    for init_args in _loggers(config, "WandbLogger"):
+        run_id = init_args.get("id") or init_args.get("version")
+        if run_id and resumed is None:
+            found = sorted((Path(str(init_args.get("save_dir") or ".")) / "wandb").glob(f"*run-*-{run_id}"))
+            if found:
+                raise ValueError(
+                    f"--trainer.logger: the W&B run id {run_id} is already used by {found[0]}; leave id unset for a "
+                    f"new run, resume that run with --ckpt_path, or replace it with --{OVERWRITE_FLAG}=true")
+
+
+def continue_run(config, folder: Path | None, ckpt: dict[str, Any]) -> None:
+    """Point the first file logger at the resumed run's folder, and the W&B logger at its run id."""
+    file_loggers = _loggers(config, "CSVLogger", "TensorBoardLogger")
+    if folder is not None and file_loggers:
+        first = file_loggers[0]
+        number = re.fullmatch(r"version_(\d+)", folder.name)  # a number when it is one (the progress bar shows it)
+        first.save_dir, first.name = str(folder.parents[1]), folder.parent.name
+        first.version = int(number.group(1)) if number else folder.name
+    run = ckpt.get("run") if isinstance(ckpt.get("run"), dict) else {}
+    if run.get("wandb_id"):
+        for init_args in _loggers(config, "WandbLogger"):
+            if not init_args.get("id"):
+                init_args.id = run["wandb_id"]
+                os.environ.setdefault("WANDB_RESUME", "allow")  # continue it where it exists, else start it
+
+
+def requeued_checkpoint(config) -> Path | None:
+    """The ``hpc_ckpt_N.ckpt`` (highest N) that Lightning restores by itself in a requeued SLURM job, if any."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    root = Path(str(config.get("trainer").get("default_root_dir") or "."))
+    found = [(int(m.group(1)), p) for p in root.glob("hpc_ckpt_*.ckpt")
+             for m in [re.match(r"hpc_ckpt_(\d+)\.ckpt$", p.name)] if m]
+    return max(found)[1] if found else None
+
+
+def prepare_run_folder(config, ckpt_path: Path | None, ckpt: dict[str, Any] | None,
+                       requeued: bool = False) -> Path | None:
+    """Checks and settings of a fit's output folders; returns the resumed run's folder (None: a new run)."""
+    folder = None
+    if ckpt is not None:
+        if not requeued:
+            refuse_finished_run(ckpt, ckpt_path, config)
+        folder = checkpoint_run_folder(ckpt_path, ckpt)
+        continue_run(config, folder, ckpt)
+    refuse_reused_folders(config, folder)
+    return folder
+
+
+def keep_metrics_up_to_the_checkpoint(trainer, folder: Path, ckpt: dict[str, Any]) -> None:
+    """The resumed run's ``metrics.csv`` keeps the rows logged before the checkpoint, then continues.
+
+    Lightning's CSV logger deletes an existing ``metrics.csv`` when it opens its folder; the
+    rows of steps the checkpoint had done are written back through the logger, those of
+    the lost part (after the checkpoint) are dropped, and so are metrics the checkpoint
+    left pending (the resumed run logs them again): the file reads as one run.
+    """
+    metrics = folder / "metrics.csv"
+    logger = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"
+                   and Path(str(lg.log_dir)).resolve() == folder.resolve()), None)
+    if logger is None or trainer.global_rank != 0 or not metrics.is_file():
+        return
+    with open(metrics, newline="") as f:
+        rows = list(csv.DictReader(f))
+    step = int(ckpt.get("global_step", 0))
+    pending = metrics_pending(ckpt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "exists and is not empty ... will be deleted": it is the same run
+        logger.experiment  # noqa: B018  (opens the folder now, so the rows written back stay)
+    for row in rows:
+        if row.get("step") in (None, "") or int(float(row["step"])) >= step:
+            continue
+        at = int(float(row["step"]))
+        values = {k: v for k, v in row.items() if k != "step" and v not in ("", None)
+                  and not (pending and at == int(pending["step"]) and k.startswith(("val/", "bank/")))}
+        if set(values) - {"epoch"}:
+            logger.log_metrics(values, step=at)
+    logger.save()
+
+
+# the signal that interrupted the command, and the running trainer, for the closing lines
+_RUN: dict[str, Any] = {}
+
+
+def watch_run(trainer, subcommand: str | None) -> None:
+    """Remember the trainer and its folder: an interruption names them (every rank asks, together)."""
+    _RUN.update(trainer=trainer, subcommand=subcommand, folder=run_folder(trainer))
+
+
+def _record_signal(signum: int, frame: Any) -> None:
+    _RUN["signal"] = signum
+    # SIGINT, or a SIGTERM before Lightning's own handler is in place (which stops at the end of the batch)
+    if signum == signal.SIGINT or signal.getsignal(signum) is _record_signal:
+        raise KeyboardInterrupt
+
+
+def record_signals() -> dict[int, Any]:
+    """Record SIGTERM and SIGINT (Lightning keeps a SIGTERM handler it finds); returns the previous handlers."""
+    _RUN.clear()
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(signum) == signal.SIG_IGN:  # ignored on purpose (nohup, a background job): kept so
+            continue
+        try:
+            previous[signum] = signal.signal(signum, _record_signal)
+        except ValueError:  # not the main thread: leave the handlers alone
+            break
+    return previous
+
+
+def _last_checkpoint(trainer) -> Path | None:
+    for callback in getattr(trainer, "checkpoint_callbacks", []) if trainer is not None else []:
+        dirpath = getattr(callback, "dirpath", None)
+        if dirpath and (Path(dirpath) / "last.ckpt").is_file():
+            return Path(dirpath) / "last.ckpt"
+    return None
+
+
+def command_line(args: list[str]) -> str:
+    """The command as a user types it again: ``python cli.py ...`` (or the console command that ran)."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] and not sys.argv[0].endswith(("pytest", "-c")) else "cli.py"
+    head = ["python", program] if program.endswith(".py") else [program]
+    return shlex.join([*head, *args])
+
+
+def resume_arguments(args: list[str], checkpoint: Path) -> list[str]:
+    """``args`` with ``--ckpt_path`` set to ``checkpoint`` (an earlier one removed)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--ckpt_path":
+            skip = True
+        elif not arg.startswith("--ckpt_path="):
+            out.append(arg)
+    return [*out, f"--ckpt_path={checkpoint}"]
+
+
+def report_interruption(args: list[str]) -> int:
+    """The closing lines of an interrupted command; returns its exit status, 128 + the signal number."""
+    signum = int(_RUN["signal"])
+    trainer, folder = _RUN.get("trainer"), _RUN.get("folder")
+    where = ""
+    if trainer is not None and _RUN.get("subcommand") == "fit":
+        where = f" during epoch {trainer.current_epoch} of {trainer.max_epochs}"
+    if trainer is None or trainer.is_global_zero:
+        lines = [f"error: interrupted by {signal.Signals(signum).name}{where}: the run did not finish"]
+        if folder is not None:
+            lines.append(f"run folder: {folder}")
+        last = _last_checkpoint(trainer)
+        if _RUN.get("subcommand") == "fit" and last is not None:
+            lines.append(f"resume: {command_line(resume_arguments(args, last))}")
+        elif _RUN.get("subcommand") == "fit":
+            lines.append(f"no checkpoint was written; start again: {command_line(args)}")
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+    return 128 + signum
+
+
 def _subclasses(base: type) -> list[str]:
     found, todo = [], [base]
     while todo:
@@ -325,16 +673,26 @@ def run_from_command_line(argv: list[str] | None = None) -> int:
         os.environ.setdefault("JSONARGPARSE_DEBUG", "true")  # jsonargparse raises (with a traceback) instead of exiting
     if from_sys:
         sys.argv[1:] = args  # LightningCLI reads sys.argv itself when args is None
+    previous = record_signals()
     try:
         main(None if from_sys else args)
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+    except (KeyboardInterrupt, SystemExit) as err:  # Lightning ends an interrupted fit with SystemExit
+        if _RUN.get("signal") is not None:
+            return report_interruption(args)
+        if isinstance(err, KeyboardInterrupt):
+            sys.stderr.write("error: interrupted\n")
+            return 130
+        raise
     except Exception as err:  # noqa: BLE001  (every failure: one line, unless debugging)
         if debug:
             raise
         sys.stderr.write(f"error: {exception_line(err)}\n")
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if _RUN.get("signal") is not None:  # a signal during the last moments: not a finished run either
+        return report_interruption(args)
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from callbacks import metrics as M
 from callbacks import plots
@@ -23,16 +23,18 @@ CPU_FORWARD_BATCH = 128
 
 
 def embed_split(trainer: pl.Trainer, module: pl.LightningModule, split: str, stage: str = "none",
-                num_views: int = 1) -> tuple[list[torch.Tensor], torch.Tensor]:
+                num_views: int = 1, epoch: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Embed every image of ``split`` on every rank's shard and gather the whole split on every rank.
 
     Returns ``num_views`` tensors (N, d) and the labels (N,), in dataset order. Indices
-    repeated by the distributed sampler's padding write the same rows twice. The module
-    embeds in eval mode, and training's random state is left as it was.
+    repeated by the distributed sampler's padding write the same rows twice. ``epoch``
+    (default: the trainer's) seeds the augmented views. The module embeds in eval mode, and
+    training's random state is left as it was.
     """
     dm = trainer.datamodule
     # augmented views are seeded per image (by epoch and index): the same on any number of processes
-    loader = dm.eval_dataloader(split, stage=stage, num_views=num_views, augmentation_seed=trainer.current_epoch)
+    seed = trainer.current_epoch if epoch is None else epoch
+    loader = dm.eval_dataloader(split, stage=stage, num_views=num_views, augmentation_seed=seed)
     return _embed(trainer, module, loader, len(loader.dataset))  # the whole split: a sampler only shards it
 
 
@@ -125,6 +127,13 @@ class EmbeddingMetrics(Callback):
     random initialisation). That pass reads every test image, so a corrupt one stops the
     run before any training is lost.
 
+    The epoch's checkpoints are written before its metrics are computed (they take a while,
+    and an interruption then must not lose the epoch's training), with the metrics marked
+    pending in this callback's state; once they are logged, ``last.ckpt`` is written again
+    without the mark, so it stays the checkpoint of the final state. A run resumed from a
+    checkpoint whose metrics are pending computes and logs them first, as they would have
+    been (same weights, bank, augmentation seeds, epoch and step).
+
     Args:
         every_n_epochs: compute every this many epochs (and after the last one).
         knn_k: neighbours of the kNN monitor.
@@ -182,6 +191,8 @@ class EmbeddingMetrics(Callback):
         self._cache: dict[tuple, list] = {}  # (split, rank, world) -> the non-augmented batches
         self._background: dict[str, Any] = {}  # name -> loader working ahead
         self._pending: dict[str, tuple[int, Iterator]] = {}  # name -> (seed, its pass under way)
+        #: {"epoch", "step"} of metrics not yet logged when the checkpoint was written, else None
+        self.pending: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ helpers
     def _due(self, trainer: pl.Trainer) -> bool:
@@ -210,6 +221,7 @@ class EmbeddingMetrics(Callback):
             self._send_image(trainer, "plots/relative_penalty", path)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.log_pending(trainer, pl_module)  # a resumed run: everything is restored by now
         if not self.log_initial or trainer.global_step > 0 or trainer.current_epoch > 0:
             return  # a resumed run logged its starting point already
         values = self.compute(trainer, pl_module, initial=True)
@@ -226,10 +238,53 @@ class EmbeddingMetrics(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
             return
+        # Lightning logs epoch-end values at the last step of the epoch
+        self.pending = {"epoch": trainer.current_epoch, "step": max(trainer.global_step - 1, 0)}
+        self._save_checkpoints_now(trainer, pl_module)
         values = self.compute(trainer, pl_module)
         for key, value in values.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=False)
         self._record_profile(trainer, trainer.current_epoch, values)
+        self.pending = None
+        self._rewrite_last_checkpoints(trainer)
+
+    @staticmethod
+    def _last_checkpoints(trainer: pl.Trainer) -> dict[str, int]:
+        """``last.ckpt`` paths of the checkpoint callbacks and their modification times (0: no file)."""
+        paths = [getattr(cb, "last_model_path", "") for cb in trainer.checkpoint_callbacks]
+        return {p: Path(p).stat().st_mtime_ns if Path(p).is_file() else 0 for p in paths if p}
+
+    def _save_checkpoints_now(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The epoch's checkpoints, before the metrics (Lightning's own call later finds them written)."""
+        before = self._last_checkpoints(trainer)
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.on_train_epoch_end(trainer, pl_module)
+        after = self._last_checkpoints(trainer)
+        # rank 0 writes the files; every rank must then take part in the rewrite (it ends in a barrier)
+        self._written_now = trainer.strategy.broadcast([p for p, t in after.items() if t and before.get(p) != t])
+
+    def _rewrite_last_checkpoints(self, trainer: pl.Trainer) -> None:
+        """The ``last.ckpt`` just written, again, now that the metrics are logged (nothing pending in it)."""
+        for path in getattr(self, "_written_now", []):
+            trainer.save_checkpoint(path)
+        self._written_now = []
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.log_pending(trainer, pl_module)  # a resumed run whose epochs were all trained: no on_train_start
+
+    def log_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The metrics a resumed checkpoint left pending, logged at their own epoch and step."""
+        if self.pending is None:
+            return
+        epoch, step = int(self.pending["epoch"]), int(self.pending["step"])
+        values = self.compute(trainer, pl_module, epoch=epoch)
+        row = {key: float(value) for key, value in values.items()}
+        row["epoch"] = epoch
+        for logger in trainer.loggers:
+            logger.log_metrics(row, step=step)
+        self._record_profile(trainer, epoch, values)
+        self.pending = None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.draw_plots(trainer)
@@ -320,9 +375,14 @@ class EmbeddingMetrics(Callback):
         return out
 
     def compute(self, trainer: pl.Trainer, module: pl.LightningModule,
-                initial: bool = False) -> dict[str, torch.Tensor]:
-        """All metrics of this epoch, identical on every rank (``initial``: before any training step)."""
-        seed = trainer.current_epoch  # of the augmented views: the same on any number of processes
+                initial: bool = False, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """All metrics of this epoch, identical on every rank (``initial``: before any training step).
+
+        ``epoch``: the epoch the metrics belong to (default: the trainer's current one); it seeds
+        the augmented views, the same on any number of processes.
+        """
+        epoch = trainer.current_epoch if epoch is None else epoch
+        seed = epoch  # of the augmented views
         (z,), y = self._plain(trainer, module, "test")
         (z1, z2), _ = self._test_views(trainer, module, seed, y)
         out: dict[str, torch.Tensor] = {
@@ -348,21 +408,21 @@ class EmbeddingMetrics(Callback):
         if bank is not None and not initial:
             train_z, train_y = bank, dm.labels("train").to(bank.device)
         else:
-            (train_z,), train_y = embed_split(trainer, module, "train")
+            (train_z,), train_y = embed_split(trainer, module, "train", epoch=epoch)
         out["val/knn_top1"] = M.knn_accuracy(train_z, train_y, z, y, k=self.knn_k, sigma=self.knn_sigma,
                                              num_classes=dm.num_classes)
         if self.bank_metrics and bank is not None:
             bank_y = dm.labels("train").to(bank.device)
             out["bank/uniformity"] = -M.uniformity(bank, t=self.uniformity_t)
             out["bank/tolerance"] = M.tolerance(bank, bank_y)
-            (zt,), _ = embed_split(trainer, module, "train", stage="pretrain")
+            (zt,), _ = embed_split(trainer, module, "train", stage="pretrain", epoch=epoch)
             pos_b, negs_b = M.positive_and_topk_similarities(
                 zt, bank, torch.arange(len(zt), device=zt.device), k=self.top_k)
             out["bank/pos_sim"] = pos_b
             out.update({f"bank/neg_sim_{r + 1}": negs_b[r] for r in range(self.top_k)})
         if self.embedding_map and trainer.is_global_zero:
             path = plots.plot_embedding_2d(z.cpu(), y.cpu(), self.plot_dir
-                                           / f"embedding_epoch{trainer.current_epoch:03d}.png",
+                                           / f"embedding_epoch{epoch:03d}.png",
                                            max_points=self.embedding_map_points)
             self._send_image(trainer, "plots/embedding_2d", path)
         return out
@@ -380,7 +440,8 @@ class EmbeddingMetrics(Callback):
         return queries
 
     def state_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile}
+        return {"profile": self.profile, "pending": self.pending}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.profile = dict(state_dict.get("profile", {}))
+        self.pending = state_dict.get("pending")

@@ -417,8 +417,22 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         else:
             dataset = IndexedDataset(self.train_split(), self.transform_for(stage), self.num_views)
         sampler = ShardedEpochSampler(len(dataset), self.batch_size, rank=self.global_rank,
-                                      world_size=self.world_size, seed=self.seed, drop_last=self.drop_last)
+                                      world_size=self.world_size, seed=self.seed, drop_last=self.drop_last,
+                                      batches_done=self._batches_done_this_epoch)
         return self._loader(dataset, self.per_device_batch_size, shuffle=False, sampler=sampler)
+
+    def _batches_done_this_epoch(self) -> int:
+        """Batches of the current training epoch already trained on: non-zero only in an epoch resumed mid-way.
+
+        Lightning restores its batch counter from a mid-epoch checkpoint (a requeued job's
+        ``hpc_ckpt``) but iterates the loader from the start; the sampler skips this many.
+        Read when the epoch's iteration starts, after Lightning has reset the counter (0 at a
+        fresh epoch, the completed batches in a restarted one).
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
     def _eval_loader(self, dataset: Dataset, distributed: bool | None = None) -> DataLoader:
         """In order; under data parallelism each process reads its shard (padded with repeats)."""

@@ -4,15 +4,17 @@ For epoch e the training split is shuffled by a permutation seeded with ``seed +
 and cut into global batches of ``batch_size`` images; process r of w takes the r-th
 of the w equal parts of each global batch. Every image also gets its own augmentation
 seed from (seed, epoch, index). So a run on 1 process and on w processes see the same
-global batches with the same augmented pixels, and a run resumed from a checkpoint at
-an epoch boundary continues exactly as if never stopped: nothing depends on the
-global random state, the number of data-loading workers or the process count.
+global batches with the same augmented pixels, and a resumed run continues exactly as if
+never stopped: nothing depends on the global random state, the number of data-loading
+workers or the process count. A run resumed in the middle of an epoch (a requeued SLURM
+job's ``hpc_ckpt``) skips the global batches that epoch had already trained on
+(``batches_done``), rather than replaying the epoch from its first batch.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch.utils.data import DistributedSampler
@@ -37,10 +39,13 @@ class ShardedEpochSampler(DistributedSampler):
         drop_last: drop the last global batch when it is incomplete; otherwise it is
             padded with images from the start of the epoch's order to a multiple of
             ``world_size`` (every process must take the same number of images).
+        batches_done: called when an epoch's iteration starts; returns how many of its
+            global batches were already trained on (non-zero only in an epoch resumed
+            mid-way), which are skipped. None: none are.
     """
 
     def __init__(self, size: int, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0,
-                 shuffle: bool = True, drop_last: bool = False) -> None:
+                 shuffle: bool = True, drop_last: bool = False, batches_done: Callable[[], int] | None = None) -> None:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         if not 0 <= rank < world_size:
@@ -55,6 +60,7 @@ class ShardedEpochSampler(DistributedSampler):
         self.seed = seed
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.batches_done = batches_done
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -80,8 +86,11 @@ class ShardedEpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         order = self._global_order()
+        skip = self.batches_done() if self.batches_done is not None else 0
+        if not 0 <= skip * self.batch_size <= len(order):
+            raise ValueError(f"cannot skip {skip} batches of {self.batch_size}: the epoch has {len(order)} images")
         local = []
-        for start in range(0, len(order), self.batch_size):
+        for start in range(skip * self.batch_size, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
             share = len(batch) // self.world_size
             local.append(batch[self.rank * share:(self.rank + 1) * share])

@@ -96,3 +96,26 @@ class SuiteModule(pl.LightningModule):
         description = describe() if callable(describe) else None
         if description is not None and is_plain(description):
             checkpoint["encoder_config"] = description
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # saved outside a Trainer
+            return
+        checkpoint["run"] = run_record(trainer)
+
+
+def run_record(trainer: pl.Trainer) -> dict[str, Any]:
+    """What a resume and the sweep runner need to know of the run that wrote a checkpoint.
+
+    ``epochs_completed``: epochs whose training ended (an epoch-end checkpoint of epoch e
+    says e + 1, a mid-epoch one e); with ``max_epochs`` it tells a finished run from an
+    interrupted one. ``wandb_id``: the W&B run to continue. ``log_dir``: the run folder.
+    """
+    wandb_id = None
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            wandb_id = logger.version
+    first = trainer.loggers[0] if trainer.loggers else None
+    log_dir = getattr(first, "log_dir", None) if first is not None else None
+    return {"epochs_completed": int(trainer.fit_loop.epoch_progress.current.processed),
+            "max_epochs": trainer.max_epochs, "wandb_id": None if wandb_id is None else str(wandb_id),
+            "log_dir": None if log_dir is None else str(log_dir)}

@@ -79,6 +79,21 @@ def _encoder_description(ckpt: dict[str, Any]) -> Any:
     return encoder if isinstance(encoder, dict) else None
 
 
+def refuse_linear_checkpoint(ckpt: dict[str, Any], path: str | Path) -> None:
+    """A linear evaluation's own checkpoint is not a pretraining one: say so, and which file is expected.
+
+    Its ``encoder.*`` weights would load, and the evaluation would silently measure an
+    encoder through a second, fresh linear layer. It is recognised by its ``pretrained``
+    hyper-parameter (only :class:`LinearEvalModule` has one).
+    """
+    hparams = ckpt.get("hyper_parameters")
+    if isinstance(hparams, dict) and "pretrained" in hparams:
+        source = hparams.get("pretrained")
+        raise ValueError(f"{PRETRAINED_FLAG}: {path} is a linear-evaluation checkpoint (of {source}); expected a "
+                         f"pretraining checkpoint, e.g. runs/pretrain/version_N/checkpoints/last.ckpt"
+                         + (f": use {source}" if source else ""))
+
+
 def load_pretrained_encoder(path: str | Path | None, encoder: Encoder | None = None) -> Encoder:
     """The encoder of a pretraining checkpoint written by :class:`ContrastiveModule`.
 
@@ -101,6 +116,7 @@ def load_pretrained_encoder(path: str | Path | None, encoder: Encoder | None = N
                          "runs/pretrain/version_N/checkpoints/last.ckpt")
     path = Path(path).expanduser()
     ckpt = read_checkpoint(path, flag=PRETRAINED_FLAG)
+    refuse_linear_checkpoint(ckpt, path)
     state = ckpt.get("state_dict")
     if not isinstance(state, dict) or not any(k.startswith("encoder.") for k in state):
         raise ValueError(f"{PRETRAINED_FLAG}: {path} is not a pretraining checkpoint: it has no 'state_dict' "

@@ -18,17 +18,21 @@ A grid is a YAML file (see configs/experiments/grid_*.yaml)::
 Layout of a cell, ``<out>/<name>/``::
 
     pretrain/version_N/{config.yaml, metrics.csv, checkpoints/last.ckpt, plots/}
-    pretrain/finished.json   written once the pretraining process exited cleanly
+    pretrain/finished.json   written once last.ckpt says the planned epochs were all trained
     linear/version_0/{config.yaml, metrics.csv}       (test/top1_last, test/top1_best)
     finished.json            written once the linear evaluation's test metrics are on disk
     pretrain.out, linear.out the processes' output;  runner.log: one line per runner decision
 
 Rerunning is always safe: a cell with ``finished.json`` is skipped; a pretraining without
 ``pretrain/finished.json`` but with a ``last.ckpt`` is resumed from it (``--ckpt_path``, so the
-epoch, optimiser, scheduler, memory bank and sampler continue; Lightning writes the resumed
-part to a new ``version_N``); an unfinished linear evaluation is deleted and redone (it is
-short and has no state worth keeping). The base config saves ``last.ckpt`` after every epoch and
-at the end, so an interrupted run loses at most one epoch.
+epoch, optimiser, scheduler, memory bank and sampler continue, in the same ``version_N``
+folder); an unfinished linear evaluation is deleted and redone (it is short and has no state
+worth keeping). The base config saves ``last.ckpt`` after every epoch, before the epoch's
+metrics, so an interrupted run loses at most the epoch in progress. A pretraining counts as
+finished only when its ``last.ckpt`` records all the planned epochs (and their metrics), whatever
+the process's exit status; a SIGTERM or SIGINT (a preemption, ``scancel``, Ctrl-C) is passed to
+the running process and stops the sweep with status 128 + the signal number, the interrupted
+cell resuming on the next call.
 
 The runner owns the loggers of its runs (a CSV logger in the cell's folder and, unless
 ``--wandb off``, a W&B run named after the cell, in the mode ``WANDB_MODE`` names, offline when
@@ -52,6 +56,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import traceback
@@ -152,6 +157,42 @@ def test_metrics(linear_run: Path) -> dict[str, float]:
     return out
 
 
+def checkpoint_progress(checkpoint: Path) -> tuple[int | None, int | None, bool]:
+    """(epochs trained, epochs planned, metrics pending) as the checkpoint records them (None: not recorded)."""
+    import torch  # noqa: PLC0415  (heavy: only when a checkpoint is read)
+
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (a truncated or foreign file: not a finished run)
+        return None, None, False
+    run = ckpt.get("run") if isinstance(ckpt, dict) and isinstance(ckpt.get("run"), dict) else {}
+    states = ckpt.get("callbacks") if isinstance(ckpt, dict) else None
+    pending = isinstance(states, dict) and any(isinstance(v, dict) and v.get("pending") for v in states.values())
+    return run.get("epochs_completed"), run.get("max_epochs"), pending
+
+
+def pretraining_finished(checkpoint: Path | None) -> tuple[bool, str]:
+    """Whether ``checkpoint`` ends a finished pretraining, and what it records (for the runner's log)."""
+    if checkpoint is None:
+        return False, "no last.ckpt"
+    done, planned, pending = checkpoint_progress(checkpoint)
+    if done is None or planned is None:
+        return False, f"{checkpoint} records no epoch count"
+    if done < planned or planned < 0:
+        return False, f"{checkpoint} has {done} of {planned} epochs"
+    if pending:
+        return False, f"{checkpoint} has {done} of {planned} epochs, the last one's metrics not logged"
+    return True, f"{done} of {planned} epochs"
+
+
+class SweepInterrupted(Exception):
+    """A signal stopped the sweep (and was passed to the running process)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
 def cell_state(cell_dir: Path) -> str:
     """``done``, ``linear`` (pretraining finished), ``resume`` (a last.ckpt to resume) or ``new``."""
     if (cell_dir / CELL_MARKER).is_file():
@@ -220,16 +261,30 @@ def shell(args: list[str]) -> str:
 
 # ------------------------------------------------------------------------ launching
 def _run_subprocess(args: list[str], output: Path) -> int:
+    received: list[int] = []
     with open(output, "a") as out:
         out.write(f"\n$ {shell(args)}\n")
         out.flush()
         proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:  # to the terminal (or the SLURM log) and to the cell's file
-            sys.stdout.write(line)
-            out.write(line)
-        return proc.wait()
+
+        def forward(signum: int, frame: Any) -> None:  # the run stops cleanly (its checkpoint), then the sweep
+            received.append(signum)
+            proc.send_signal(signum)
+
+        previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # to the terminal (or the SLURM log) and to the cell's file
+                sys.stdout.write(line)
+                out.write(line)
+            rc = proc.wait()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+    if received:
+        raise SweepInterrupted(received[0])
+    return rc
 
 
 def _run_inprocess(args: list[str], output: Path) -> int:
@@ -242,7 +297,9 @@ def _run_inprocess(args: list[str], output: Path) -> int:
     try:
         run = cli.main(args)
         return 1 if run.trainer.interrupted else 0
-    except SystemExit as err:  # argument errors
+    except SystemExit as err:  # argument errors, and Lightning's end of a run stopped by SIGTERM
+        if type(err).__name__ == "SIGTERMException":
+            return 128 + signal.SIGTERM
         code = err.code if isinstance(err.code, int) else 1
         with open(output, "a") as out:
             out.write(f"\n$ {shell(args)}\nexited with {err.code}\n")
@@ -305,10 +362,18 @@ def run_cell(grid: Grid, cell: Cell, index: int, opts: argparse.Namespace) -> st
             print(shell(linear_command(grid, cell, cell_dir, opts, pretrain_dir / "version_N/checkpoints/last.ckpt")))
             return "planned"
         _log(cell_dir, f"pretrain {cell.name}: " + (f"resume from {resume}" if resume else "start"))
-        rc = launch(args, cell_dir / "pretrain.out", opts.launcher)
+        try:
+            rc = launch(args, cell_dir / "pretrain.out", opts.launcher)
+        except SweepInterrupted as stop:
+            _log(cell_dir, f"INTERRUPTED pretrain {cell.name} (signal {stop.signum}); the next call resumes it")
+            raise
         checkpoint = last_checkpoint(pretrain_dir)
-        if rc != 0 or checkpoint is None:
-            _log(cell_dir, f"FAILED pretrain {cell.name}: exit code {rc}, checkpoint {checkpoint}; "
+        finished, progress = pretraining_finished(checkpoint)
+        if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) and not finished:
+            _log(cell_dir, f"INTERRUPTED pretrain {cell.name}: exit code {rc}, {progress}; the next call resumes it")
+            raise SweepInterrupted(rc - 128)
+        if rc != 0 or not finished:
+            _log(cell_dir, f"FAILED pretrain {cell.name}: exit code {rc}, {progress}; "
                            f"see {cell_dir / 'pretrain.out'}")
             return "failed"
         _write_json(pretrain_dir / PRETRAIN_MARKER, {
@@ -329,7 +394,11 @@ def run_cell(grid: Grid, cell: Cell, index: int, opts: argparse.Namespace) -> st
         _log(cell_dir, f"linear {cell.name}: removing the unfinished {cell_dir / 'linear'}")
         shutil.rmtree(cell_dir / "linear")
     _log(cell_dir, f"linear {cell.name}: start on {checkpoint}")
-    rc = launch(args, cell_dir / "linear.out", opts.launcher)
+    try:
+        rc = launch(args, cell_dir / "linear.out", opts.launcher)
+    except SweepInterrupted as stop:
+        _log(cell_dir, f"INTERRUPTED linear {cell.name} (signal {stop.signum}); the next call redoes it")
+        raise
     run = newest_run(cell_dir / "linear")
     metrics = test_metrics(run) if run is not None else {}
     if rc != 0 or "test/top1_last" not in metrics:
@@ -410,7 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results: dict[str, list[str]] = {}
     for index, cell in chosen:
-        outcome = run_cell(grid, cell, index, opts)
+        try:
+            outcome = run_cell(grid, cell, index, opts)
+        except SweepInterrupted as stop:
+            print(f"[sweep] interrupted by signal {stop.signum} in {cell.name}: run the same command again to "
+                  "resume it", file=sys.stderr, flush=True)
+            return 128 + stop.signum
         results.setdefault(outcome, []).append(cell.name)
         if outcome == "failed" and opts.stop_on_error:
             break
