@@ -531,10 +531,12 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
 
     ``logit_scale = log(1/t)`` is a parameter, trained with the encoder (without weight
     decay, as CLIP's training code excludes it), starting at log(1/0.07). It is clamped to
-    ``[log(1/t_max), log(1/t_min)]`` in place before each use, which is CLIP's clamp after
-    each optimiser step (logits scaled by at most 100: t_min = 0.01) deferred to the next
-    forward; a clamp inside the graph would instead zero its gradient and could leave it stuck
-    beyond the bound. The loss is Eq 1 at t = e^(-logit_scale); the module logs t each step.
+    ``[log(1/t_max), log(1/t_min)]`` in place at the start of each :meth:`forward`, which is
+    CLIP's clamp after each optimiser step (logits scaled by at most 100: t_min = 0.01)
+    deferred to the next step. A clamp inside the graph would zero its gradient at and beyond
+    the bound (``torch.clamp``'s), leaving it stuck there; the graph only takes the clamped
+    value with the identity's gradient, for calls that skip :meth:`forward`. The loss is
+    Eq 1 at t = e^(-logit_scale); the module logs t each step.
 
     Reference: the CLIP paper, section 2.5; open_clip's training loop clamps to [0, log 100]
     (t in [0.01, 1]), the defaults here.
@@ -562,9 +564,13 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
                              f"[{temperature_min}, {temperature_max}], got {temperature}")
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / initial)))
 
-    def _clamp(self) -> None:
-        with torch.no_grad():
-            self.logit_scale.clamp_(math.log(1.0 / self.temperature_max), math.log(1.0 / self.temperature_min))
+    def _bounds(self) -> tuple[float, float]:
+        return math.log(1.0 / self.temperature_max), math.log(1.0 / self.temperature_min)
+
+    def forward(self, sims, neg: Tensor | None = None) -> Tensor:
+        with torch.no_grad():  # before the graph is built: the step's backward sees no in-place change
+            self.logit_scale.clamp_(*self._bounds())
+        return super().forward(sims, neg)
 
     @property
     def temperature(self) -> float:
@@ -573,13 +579,13 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
 
     def current_temperature(self) -> Tensor:
         """The current temperature, a detached 0-dim tensor (no host sync)."""
-        low, high = math.log(1.0 / self.temperature_max), math.log(1.0 / self.temperature_min)
-        return (-self.logit_scale.detach().clamp(low, high)).exp()
+        return (-self.logit_scale.detach().clamp(*self._bounds())).exp()
 
     def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        self._clamp()
         pos = _as_2d(pos)  # (B, P)
-        scale = self.logit_scale.exp().to(neg.dtype)  # 1/t, with gradient
+        # the clamped value with the identity's gradient (torch.clamp's is 0 at the bound: stuck there)
+        logit_scale = self.logit_scale + (self.logit_scale.clamp(*self._bounds()) - self.logit_scale).detach()
+        scale = logit_scale.exp().to(neg.dtype)  # 1/t, with gradient
         margin = _lse(neg * scale, mask) - pos * scale  # (B, P)
         return torch.logaddexp(margin, torch.zeros_like(margin)).mean(dim=1)  # (B,)
 

@@ -1,0 +1,124 @@
+"""The losses after the paper train from ``cli.py`` with every source that can serve them (2 batches each).
+
+``make test`` runs each preset once, the sources taken in turn; CI runs every (preset, source) pair.
+A preset a source cannot serve (alignment + uniformity with a bank or a queue) is a one-line error.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+import cli
+from lightning_modules import distributed as D
+from lightning_modules.contrastive import ContrastiveModule
+from lightning_modules.encoders import SmallConvEncoder
+from lightning_modules.followup_losses import (AlignUniformLoss, CosineTemperatureSchedule, DebiasedContrastiveLoss,
+                                               DecoupledContrastiveLoss, DualTemperatureLoss,
+                                               HardNegativeContrastiveLoss, LearnableTemperatureLoss,
+                                               ModelAwareContrastiveLoss, WeightedDecoupledContrastiveLoss)
+from lightning_modules.negatives import InBatchNegatives, MemoryBank, MomentumQueue
+from tests.conftest import ROOT, quick_args, run_dir
+
+CLASSES = (DebiasedContrastiveLoss, HardNegativeContrastiveLoss, DecoupledContrastiveLoss,
+           WeightedDecoupledContrastiveLoss, DualTemperatureLoss, ModelAwareContrastiveLoss,
+           CosineTemperatureSchedule, LearnableTemperatureLoss, AlignUniformLoss)
+SOURCES = ("memory_bank", "in_batch", "momentum_queue")
+#: the losses whose temperature moves during training: they log train/temperature each step
+MOVING = (ModelAwareContrastiveLoss, CosineTemperatureSchedule, LearnableTemperatureLoss)
+
+
+def pairs() -> list:
+    """(class, source) for every pair a source can serve; one per class (sources in turn) in the default tier."""
+    out = []
+    for i, cls in enumerate(CLASSES):
+        usable = ["in_batch"] if cls.needs_in_batch else list(SOURCES)
+        default = usable[i % len(usable)]
+        for source in usable:
+            marks = () if source == default else (pytest.mark.slow,)
+            out.append(pytest.param(cls, source, marks=marks, id=f"{cls.key}-{source}"))
+    return out
+
+
+def read_metrics(folder) -> list[dict[str, str]]:
+    with open(folder / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if r.get(key)]
+
+
+@pytest.mark.parametrize("cls,source", pairs())
+def test_preset_trains_with_the_source(cifar_small, tmp_path, cls, source):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.callbacks.init_args.plot=false",
+                              "--trainer.log_every_n_steps=1", "--model.init_args.penalty_entropy_every_n_steps=1",
+                              configs=(f"configs/loss/{cls.key}.yaml", f"configs/negatives/{source}.yaml")))
+    assert type(run.model.loss) is cls and run.trainer.global_step == 2
+    rows = read_metrics(run_dir(tmp_path))
+    losses, entropy = column(rows, "train/loss_step"), column(rows, "train/penalty_entropy")
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert len(entropy) == 2 and all(0 <= x <= math.log(4096) for x in entropy)  # at most log K
+    temperature = column(rows, "train/temperature")
+    if cls in MOVING:
+        assert len(temperature) == 2 and all(0 < t <= 1.0 for t in temperature)
+    else:
+        assert temperature == []
+
+
+@pytest.mark.parametrize("source", ["memory_bank", pytest.param("momentum_queue", marks=pytest.mark.slow)])
+def test_align_uniform_with_a_bank_or_queue_is_a_one_line_error(cifar_small, tmp_path, capsys, source):
+    status = cli.run_from_command_line(quick_args(cifar_small, tmp_path, configs=(
+        "configs/loss/align_uniform.yaml", f"configs/negatives/{source}.yaml")))
+    err = capsys.readouterr().err.strip()
+    assert status != 0 and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "AlignUniformLoss needs in-batch keys" in err and "configs/negatives/in_batch.yaml" in err
+    assert not (tmp_path / "pretrain").exists() or not list((tmp_path / "pretrain").glob("*/checkpoints/*.ckpt"))
+
+
+def test_cosine_schedule_moves_the_temperature_at_each_epoch(cifar_small, tmp_path):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.callbacks.init_args.plot=false",
+                              "--trainer.log_every_n_steps=1", "--model.init_args.loss.init_args.half_period=1",
+                              configs=("configs/loss/cosine_temperature.yaml",), epochs=2))
+    temperature = column(read_metrics(run_dir(tmp_path)), "train/temperature")
+    assert temperature == pytest.approx([1.0, 1.0, 0.1, 0.1])  # t_max at epoch 0, t_min at epoch T = 1
+    assert run.model.loss.temperature == pytest.approx(0.1)
+
+
+def test_learnable_temperature_is_trained_without_weight_decay_and_checkpointed(cifar_small, tmp_path):
+    run = cli.main(quick_args(cifar_small, tmp_path, "--trainer.callbacks.init_args.plot=false",
+                              "--trainer.log_every_n_steps=1", configs=("configs/loss/learnable_temperature.yaml",)))
+    loss = run.model.loss
+    optimizer = run.trainer.optimizers[0]
+    groups = [g for g in optimizer.param_groups if any(p is loss.logit_scale for p in g["params"])]
+    assert len(groups) == 1 and groups[0]["weight_decay"] == 0.0 and len(groups[0]["params"]) == 1
+    assert any(g["weight_decay"] > 0 for g in optimizer.param_groups)  # the encoder keeps the recipe's decay
+    assert loss.logit_scale.item() != pytest.approx(math.log(1 / 0.07), abs=1e-7)  # it moved
+    temperature = column(read_metrics(run_dir(tmp_path)), "train/temperature")
+    assert temperature[0] == pytest.approx(0.07, rel=1e-5) and temperature[-1] != temperature[0]
+    checkpoint = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["state_dict"]["loss.logit_scale"].item() == pytest.approx(loss.logit_scale.item())
+
+
+@pytest.mark.parametrize("negatives", [MemoryBank, MomentumQueue])
+def test_the_module_refuses_align_uniform_with_keys_not_from_the_batch(negatives):
+    with pytest.raises(ValueError, match="AlignUniformLoss needs in-batch keys.*configs/negatives/in_batch.yaml"):
+        ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), loss=AlignUniformLoss(),
+                          negatives=negatives(), num_samples=16)
+    ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), loss=AlignUniformLoss(),
+                      negatives=InBatchNegatives(), num_samples=16)
+
+
+@pytest.mark.parametrize("make", [WeightedDecoupledContrastiveLoss, ModelAwareContrastiveLoss])
+def test_the_module_gives_global_batch_losses_its_gather(monkeypatch, make):
+    """DCLW and MACL normalise over every process's positives: the module hands them D.gather (detached)."""
+    module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), loss=make(),
+                               negatives=MemoryBank(), num_samples=16)
+    seen = []
+    monkeypatch.setattr(D, "gather", lambda x, with_grad=False: seen.append(x) or torch.cat([x, x + 1]))
+    x = torch.zeros(3, 1, requires_grad=True)
+    out = module.loss.gather(x)
+    assert out.shape == (6, 1) and not out.requires_grad and len(seen) == 1 and not seen[0].requires_grad
