@@ -41,7 +41,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
+from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase, masked_logsumexp
+from lightning_modules.similarities import Similarities, as_similarities
 
 __all__ = ["DebiasedContrastiveLoss", "HardNegativeContrastiveLoss", "DecoupledContrastiveLoss",
            "WeightedDecoupledContrastiveLoss", "DualTemperatureLoss", "ModelAwareContrastiveLoss",
@@ -78,24 +79,9 @@ def _class_prior(tau_plus: float) -> float:
 
 
 # --------------------------------------------------------------------------- shared pieces
-def _as_2d(pos: Tensor) -> Tensor:
-    """(B,) -> (B, 1): the old one-positive call and the record's (B, P) alike."""
-    return pos.unsqueeze(1) if pos.dim() == 1 else pos
-
-
 def _lse(x: Tensor, mask: Tensor | None) -> Tensor:
-    """Log-sum-exp over dim 1 of the entries where ``mask`` is True, (B, 1); every entry if None.
-
-    Invalid entries are replaced before the exponential (no ``-inf``, no ``0 * inf`` in the
-    backward pass) and get exactly zero gradient. Each row needs one valid entry (the record's rule).
-    """
-    if mask is None:
-        return torch.logsumexp(x, dim=1, keepdim=True)  # (B, 1)
-    low = torch.finfo(x.dtype).min
-    top = torch.where(mask, x, torch.full_like(x, low)).amax(dim=1, keepdim=True).detach()  # (B, 1)
-    shifted = torch.where(mask, x - top, torch.zeros_like(x))  # (B, K), invalid entries never reach exp
-    total = torch.where(mask, shifted.exp(), torch.zeros_like(x)).sum(dim=1, keepdim=True)  # (B, 1)
-    return total.log() + top
+    """Log-sum-exp over dim 1 of the valid entries, (B, 1): invalid ones get exactly zero gradient."""
+    return masked_logsumexp(x, mask, dim=1).unsqueeze(1)  # (B, 1)
 
 
 def _count(neg: Tensor, mask: Tensor | None) -> Tensor:
@@ -168,8 +154,7 @@ class DebiasedContrastiveLoss(ContrastiveLossBase):
     def _log_negatives(self, neg: Tensor, mask: Tensor | None) -> Tensor:
         return _lse(neg / self.temperature, mask)  # (B, 1)
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         log_neg = self._log_negatives(neg, mask)  # (B, 1)
         per = _debiased(pos / self.temperature, log_neg, _count(neg, mask), self.tau_plus, self.temperature)
         return per.mean(dim=1)  # (B,)
@@ -201,6 +186,12 @@ class HardNegativeContrastiveLoss(DebiasedContrastiveLoss):
         temperature: t > 0 (the reference: 0.5).
         tau_plus: class prior tau+ in [0, 1) (the reference: 0.1).
         beta: concentration on hard negatives, >= 0 (the reference: 1.0; 0 is the debiased loss).
+
+    Example:
+        >>> loss = HardNegativeContrastiveLoss(temperature=0.5, tau_plus=0.1, beta=0.0)  # beta 0: debiased
+        >>> pos, neg = torch.tensor([0.8]), torch.tensor([[0.1, 0.3]])
+        >>> round(loss(pos, neg).item(), 6) == round(DebiasedContrastiveLoss(0.5, 0.1)(pos, neg).item(), 6)
+        True
     """
 
     key: ClassVar[str] = "hcl"
@@ -237,6 +228,11 @@ class DecoupledContrastiveLoss(ContrastiveLossBase):
 
     Args:
         temperature: t > 0 (lightly's default: 0.1).
+
+    Example:
+        >>> loss = DecoupledContrastiveLoss(temperature=0.5)  # -s+/t + log(e^(s1/t) + e^(s2/t))
+        >>> round(loss(torch.tensor([0.8]), torch.tensor([[0.1, 0.3]])).item(), 3)
+        -0.487
     """
 
     key: ClassVar[str] = "dcl"
@@ -250,12 +246,12 @@ class DecoupledContrastiveLoss(ContrastiveLossBase):
         super().__init__()
         self.temperature = _positive("temperature", temperature, "lightly uses 0.1")
 
-    def _weights(self, pos: Tensor) -> Tensor | float:
+    def weights(self, pos: Tensor) -> Tensor | float:
+        """The positive term's weight w for positives (B, P): 1 here."""
         return 1.0
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
-        per = -self._weights(pos) * pos / self.temperature + _lse(neg / self.temperature, mask)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
+        per = -self.weights(pos) * pos / self.temperature + _lse(neg / self.temperature, mask)  # (B, P)
         return per.mean(dim=1)  # (B,)
 
     def extra_repr(self) -> str:
@@ -280,6 +276,11 @@ class WeightedDecoupledContrastiveLoss(DecoupledContrastiveLoss):
     Args:
         temperature: t > 0 (lightly: 0.1).
         sigma: the weight's scale, > 0 (the paper and lightly: 0.5).
+
+    Example:
+        >>> loss = WeightedDecoupledContrastiveLoss(temperature=0.1, sigma=0.5)
+        >>> loss.weights(torch.tensor([[0.9], [0.1]])).flatten()  # the aligned pair weighs less; mean 1
+        tensor([0.3360, 1.6640])
     """
 
     key: ClassVar[str] = "dclw"
@@ -292,7 +293,8 @@ class WeightedDecoupledContrastiveLoss(DecoupledContrastiveLoss):
         self.sigma = _positive("sigma", sigma, "the von Mises-Fisher weight's scale; the paper uses 0.5")
         self.gather: Callable[[Tensor], Tensor] = _identity
 
-    def _weights(self, pos: Tensor) -> Tensor:
+    def weights(self, pos: Tensor) -> Tensor:
+        """w = 2 - e^(s+/sigma) / mean e^(s+/sigma) for positives (B, P), the mean over the global batch; detached."""
         scaled = pos.detach() / self.sigma  # (B, P)
         everyone = self.gather(scaled).reshape(-1)  # (W*B*P,) the global batch's positives
         log_mean = torch.logsumexp(everyone, dim=0) - math.log(everyone.numel())
@@ -324,6 +326,12 @@ class DualTemperatureLoss(ContrastiveLossBase):
     Args:
         temperature: the intra-anchor temperature t > 0 (the reference: 0.1).
         dt_m: the inter-anchor temperature's multiple of t, > 0 (the reference: 10).
+
+    Example:
+        >>> loss = DualTemperatureLoss(temperature=0.1, dt_m=1.0)  # dt_m 1: the contrastive loss
+        >>> pos, neg = torch.tensor([0.8]), torch.tensor([[0.1, 0.3]])
+        >>> round(loss(pos, neg).item(), 6) == round(ContrastiveLoss(0.1)(pos, neg).item(), 6)
+        True
     """
 
     key: ClassVar[str] = "dual_temperature"
@@ -339,8 +347,7 @@ class DualTemperatureLoss(ContrastiveLossBase):
         self.dt_m = _positive("dt_m", dt_m, "the inter-anchor temperature is temperature * dt_m; the reference "
                                             "uses 10, 1 is the contrastive loss")
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         t_a, t_e = self.temperature, self.temperature * self.dt_m
         log_neg_a = _lse(neg / t_a, mask)  # (B, 1)
         with torch.no_grad():
@@ -373,6 +380,12 @@ class ModelAwareContrastiveLoss(ContrastiveLossBase):
         temperature: the base temperature t0 > 0 (the reference: 0.1).
         alpha: how strongly the temperature follows the alignment, >= 0 (the reference: 0.5).
         a0: the alignment at which t_A = t0, in [0, 1] (the reference: 0).
+
+    Example:
+        >>> loss = ModelAwareContrastiveLoss(temperature=0.1, alpha=0.5, a0=0.0)
+        >>> value = loss(torch.tensor([0.8, 0.4]), torch.tensor([[0.1, 0.3], [0.2, 0.0]]))
+        >>> round(loss.current_temperature().item(), 4)  # 0.1 (1 + 0.5 * mean(0.8, 0.4))
+        0.13
     """
 
     key: ClassVar[str] = "macl"
@@ -414,15 +427,14 @@ class ModelAwareContrastiveLoss(ContrastiveLossBase):
         """t_A of the last batch seen by :meth:`forward` (t0 before the first), a 0-dim tensor."""
         return self._last_temperature
 
-    def forward(self, sims, neg: Tensor | None = None) -> Tensor:
-        value = super().forward(sims, neg)
-        pos = sims if neg is not None else sims.pos
-        with torch.no_grad():
-            self._last_temperature = self.adaptive_temperature(_as_2d(pos).to(value.dtype))
+    def forward(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
+        sims = as_similarities(sims, neg)
+        value = super().forward(sims)
+        with torch.no_grad():  # kept for train/temperature; _per_anchor itself changes no state
+            self._last_temperature = self.adaptive_temperature(sims.pos.to(value.dtype))
         return value
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         t = self.adaptive_temperature(pos)  # 0-dim, no gradient
         logit_pos = pos / t  # (B, P)
         log_neg = _lse(neg / t, mask)  # (B, 1)
@@ -457,6 +469,11 @@ class CosineTemperatureSchedule(ContrastiveLossBase):
         temperature_min: t_min > 0 (the reference: 0.1).
         temperature_max: t_max >= t_min (the reference: 1.0).
         half_period: T, the epochs from t_max down to t_min, >= 1 (the reference: 200).
+
+    Example:
+        >>> schedule = CosineTemperatureSchedule(temperature_min=0.1, temperature_max=1.0, half_period=200)
+        >>> [round(schedule.temperature_at(epoch), 3) for epoch in (0, 100, 200, 400)]
+        [1.0, 0.55, 0.1, 1.0]
     """
 
     key: ClassVar[str] = "cosine_temperature"
@@ -505,9 +522,7 @@ class CosineTemperatureSchedule(ContrastiveLossBase):
     def current_temperature(self) -> float:
         return self.loss.temperature
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        if mask is None:
-            return self.loss._per_anchor(pos, neg) if _takes_two(self.loss) else self.loss._per_anchor(pos, neg, mask)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         return self.loss._per_anchor(pos, neg, mask)
 
     def positive_in_hard_set(self, *args, **kwargs):  # noqa: D102 - the wrapped loss's
@@ -516,13 +531,6 @@ class CosineTemperatureSchedule(ContrastiveLossBase):
     def extra_repr(self) -> str:
         return (f"temperature_min={self.temperature_min}, temperature_max={self.temperature_max}, "
                 f"half_period={self.half_period}, epoch={self.epoch}")
-
-
-def _takes_two(loss: ContrastiveLossBase) -> bool:
-    """Whether ``loss._per_anchor`` is the old two-argument form (pos, neg)."""
-    import inspect
-
-    return len(inspect.signature(loss._per_anchor).parameters) == 2
 
 
 # --------------------------------------------------------------------------- CLIP
@@ -545,6 +553,11 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
         temperature: the initial temperature (CLIP: 0.07), within the bounds.
         temperature_min: the least temperature, > 0 (CLIP: 0.01, i.e. logits scaled by at most 100).
         temperature_max: the largest temperature (open_clip: 1).
+
+    Example:
+        >>> loss = LearnableTemperatureLoss(temperature=0.07)
+        >>> [name for name, _ in loss.named_parameters()], round(loss.temperature, 4)
+        (['logit_scale'], 0.07)
     """
 
     key: ClassVar[str] = "learnable_temperature"
@@ -567,7 +580,7 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
     def _bounds(self) -> tuple[float, float]:
         return math.log(1.0 / self.temperature_max), math.log(1.0 / self.temperature_min)
 
-    def forward(self, sims, neg: Tensor | None = None) -> Tensor:
+    def forward(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
         with torch.no_grad():  # before the graph is built: the step's backward sees no in-place change
             self.logit_scale.clamp_(*self._bounds())
         return super().forward(sims, neg)
@@ -581,8 +594,7 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
         """The current temperature, a detached 0-dim tensor (no host sync)."""
         return (-self.logit_scale.detach().clamp(*self._bounds())).exp()
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         # the clamped value with the identity's gradient (torch.clamp's is 0 at the bound: stuck there)
         logit_scale = self.logit_scale + (self.logit_scale.clamp(*self._bounds()) - self.logit_scale).detach()
         scale = logit_scale.exp().to(neg.dtype)  # 1/t, with gradient
@@ -619,6 +631,12 @@ class AlignUniformLoss(ContrastiveLossBase):
         alpha: the alignment exponent, > 0 (the reference: 2).
         t: the uniformity kernel's scale, > 0 (the reference: 2).
         lam: the uniformity's weight, > 0 (the reference: 1).
+
+    Example:
+        >>> loss = AlignUniformLoss()  # alpha = 2, t = 2, lam = 1
+        >>> sims = Similarities(torch.tensor([[1.0]]), torch.tensor([[-1.0]]))  # views agree, other image opposite
+        >>> loss(sims).item()  # alignment 0 + log e^(-2 * 4)
+        -8.0
     """
 
     key: ClassVar[str] = "align_uniform"
@@ -641,8 +659,7 @@ class AlignUniformLoss(ContrastiveLossBase):
         flat_mask = None if mask is None else mask.reshape(1, -1)
         return (_lse(flat, flat_mask) - _count(flat, flat_mask).log()).reshape(())
 
-    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None = None) -> Tensor:
-        pos = _as_2d(pos)  # (B, P)
+    def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         distance_sq = (2.0 - 2.0 * pos).clamp(min=0.0)  # (B, P); s+ may exceed 1 by rounding
         align = distance_sq.pow(self.alpha / 2.0).mean(dim=1)  # (B,)
         return align + self.lam * self.uniformity(neg, mask)
