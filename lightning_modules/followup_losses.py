@@ -587,8 +587,9 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
 
     @property
     def temperature(self) -> float:
-        """The current temperature as a number (reads the device: not for the training step)."""
-        return float(self.current_temperature())
+        """The current temperature to 6 significant digits (a label: 0.07, not the fp32 parameter's
+        0.0700000003); it reads the device, so the training step logs :meth:`current_temperature` instead."""
+        return float(f"{float(self.current_temperature()):.6g}")
 
     def current_temperature(self) -> Tensor:
         """The current temperature, a detached 0-dim tensor (no host sync)."""
