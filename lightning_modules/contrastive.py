@@ -13,7 +13,6 @@ from lightning_modules.base import SuiteModule, recipe_factory
 from lightning_modules import distributed as D
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
-from lightning_modules import distributed as D
 from lightning_modules.negatives import InBatchNegatives, MemoryBank, NegativeSource
 from lightning_modules.similarities import Similarities
 
