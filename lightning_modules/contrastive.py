@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import contextlib
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -132,15 +133,27 @@ class ContrastiveModule(SuiteModule):
         self._run_encoder = [torch.compile(self.encoder) if compile else self.encoder]
 
     def _serve_the_loss(self) -> None:
-        """What a loss may ask of the module: in-batch keys, the global batch's positives (no loss
-        holds torch.distributed), and (in :meth:`on_train_epoch_start`) the epoch."""
+        """Refuse a source the loss cannot use; the global batch (:meth:`_global_batch`) and the
+        epoch (:meth:`on_train_epoch_start`) are served during training."""
         if getattr(self.loss, "needs_in_batch", False) and not isinstance(self.negatives, InBatchNegatives):
             raise ValueError(
                 f"{type(self.loss).__name__} needs in-batch keys (its uniformity is measured on the batch's own "
                 f"embeddings), got {type(self.negatives).__name__}; use -c configs/negatives/in_batch.yaml")
-        for part in self.loss.modules():
-            if getattr(part, "uses_global_batch", False):
-                part.gather = gather_detached
+
+    @contextlib.contextmanager
+    def _global_batch(self) -> Iterator[None]:
+        """Within the training step, losses with ``uses_global_batch`` (DCLW, MACL) gather every process's
+        positives (no loss holds torch.distributed); elsewhere (a plot on rank 0 alone, a test) they keep
+        their local batch, so no collective runs on one process only."""
+        parts = [m for m in self.loss.modules() if getattr(m, "uses_global_batch", False)]
+        before = [part.gather for part in parts]
+        for part in parts:
+            part.gather = gather_detached
+        try:
+            yield
+        finally:
+            for part, gather in zip(parts, before):
+                part.gather = gather
 
     def trainable_parameters(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
         """Every trainable parameter; a loss's own (a learned temperature) in a group without weight decay,
@@ -183,6 +196,10 @@ class ContrastiveModule(SuiteModule):
                 f"to {data_size}")
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        with self._global_batch():
+            return self._training_step(batch)
+
+    def _training_step(self, batch: tuple) -> torch.Tensor:
         index, images, labels = batch
         self._learn_labels(index, labels)
         sims = as_record(self.negatives(self.embed, index, as_views(images)))  # pos (B, P), neg (B, K)

@@ -22,8 +22,9 @@ Two hooks the LightningModule (:class:`~lightning_modules.contrastive.Contrastiv
 calls, so that no loss holds ``torch.distributed`` or logs:
 
 - ``gather``: losses with ``uses_global_batch`` normalise over the global batch (DCLW's
-  weights, MACL's alignment); the module sets ``loss.gather`` to a function that
-  concatenates a tensor from every process (the identity on one process).
+  weights, MACL's alignment); during its training step the module sets ``loss.gather`` to a
+  function that concatenates a tensor from every process (elsewhere it is the identity, so a
+  plot drawn on one process runs no collective).
 - ``set_epoch(epoch)`` and ``current_temperature()``: a loss whose temperature moves
   (schedule, learnable, adaptive) follows the epoch and reports its temperature, which the
   module logs as ``train/temperature`` each step.
@@ -598,7 +599,7 @@ class LearnableTemperatureLoss(ContrastiveLossBase):
     def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         # the clamped value with the identity's gradient (torch.clamp's is 0 at the bound: stuck there)
         logit_scale = self.logit_scale + (self.logit_scale.clamp(*self._bounds()) - self.logit_scale).detach()
-        scale = logit_scale.exp().to(neg.dtype)  # 1/t, with gradient
+        scale = logit_scale.exp().to(device=neg.device, dtype=neg.dtype)  # 1/t, with gradient (Fig 3: on the CPU)
         margin = _lse(neg * scale, mask) - pos * scale  # (B, P)
         return torch.logaddexp(margin, torch.zeros_like(margin)).mean(dim=1)  # (B,)
 

@@ -118,15 +118,26 @@ def test_the_module_refuses_align_uniform_with_keys_not_from_the_batch(negatives
 
 
 @pytest.mark.parametrize("make", [WeightedDecoupledContrastiveLoss, ModelAwareContrastiveLoss])
-def test_the_module_gives_global_batch_losses_its_gather(monkeypatch, make):
-    """DCLW and MACL normalise over every process's positives: the module hands them D.gather (detached)."""
+def test_global_batch_losses_gather_in_the_training_step_only(monkeypatch, tmp_path, make):
+    """DCLW and MACL normalise over every process's positives: within training_step the module hands them
+    D.gather (detached); outside it (Fig 3, drawn on rank 0 alone) no collective may run."""
+    from callbacks import plots
+
     module = ContrastiveModule(encoder=SmallConvEncoder(width=4, out_dim=8), loss=make(),
                                negatives=MemoryBank(), num_samples=16)
     seen = []
     monkeypatch.setattr(D, "gather", lambda x, with_grad=False: seen.append(x) or torch.cat([x, x + 1]))
-    x = torch.zeros(3, 1, requires_grad=True)
-    out = module.loss.gather(x)
+    with module._global_batch():
+        out = module.loss.gather(torch.zeros(3, 1, requires_grad=True))
     assert out.shape == (6, 1) and not out.requires_grad and len(seen) == 1 and not seen[0].requires_grad
+    assert module.loss.gather(torch.zeros(3, 1)).shape == (3, 1)  # the identity again
+    plots.plot_relative_penalty([module.loss], tmp_path / "fig3.png")
+    assert len(seen) == 1  # the plot gathered nothing
+    images = torch.randn(4, 3, 16, 16)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "log", lambda *args, **kwargs: None)
+        module.training_step((torch.arange(4), images, torch.zeros(4, dtype=torch.long)), 0)
+    assert any(x.shape == (4, 1) and x.is_floating_point() for x in seen[1:])  # the step gathered the positives
 
 
 def test_help_lists_the_followup_losses(capsys):
