@@ -181,3 +181,33 @@ def test_every_loss_preset_trains_two_batches(cifar_small, tmp_path, preset):
     rows = read_metrics(run_dir(tmp_path))
     assert len(column(rows, "train/loss_step")) == 2 and all(map(math.isfinite, column(rows, "train/loss_step")))
     assert len(column(rows, "train/penalty_entropy")) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["dclw", "macl"])
+def test_two_processes_end_with_the_weights_of_one(cifar_small, tmp_path, preset):
+    """DDP (gloo, 2 CPU processes) vs 1 process, same global batch: the global-batch normalisers agree,
+    and Fig 3, drawn on rank 0 alone at the start, runs no collective (it would hang)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_scale import load_state
+
+    common = ["--model.init_args.encoder.init_args.batchnorm=false", "--trainer.limit_train_batches=3",
+              "--data.init_args.batch_size=32"]
+    configs = (f"configs/loss/{preset}.yaml", "configs/negatives/in_batch.yaml")
+    one_dir, two_dir = tmp_path / "one", tmp_path / "two"
+    cli.main(quick_args(cifar_small, one_dir, *common, batches=None, configs=configs))
+    two = quick_args(cifar_small, two_dir, *common, batches=None, configs=(*configs, "configs/trainer/ddp_cpu.yaml"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *two], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = load_state(run_dir(one_dir) / "checkpoints" / "last.ckpt")
+    b = load_state(run_dir(two_dir) / "checkpoints" / "last.ckpt")
+    start = {k: v for k, v in cli.main(quick_args(cifar_small, tmp_path / "init", *common[:1], batches=1,
+                                                  configs=configs)[1:], run=False).model.state_dict().items()}
+    assert (a["encoder.head.weight"] - start["encoder.head.weight"]).abs().max() > 1e-4  # it trained (100 x atol)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), f"{k}: max diff {(a[k] - b[k]).abs().max():.2e}"
