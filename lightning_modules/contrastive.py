@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import contextlib
+from typing import Any, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,7 @@ from lightning_modules.base import SuiteModule, recipe_factory
 from lightning_modules import distributed as D
 from lightning_modules.encoders import Encoder, ResNetEncoder
 from lightning_modules.losses import ContrastiveLoss, ContrastiveLossBase
-from lightning_modules.negatives import MemoryBank, NegativeSource
+from lightning_modules.negatives import InBatchNegatives, MemoryBank, NegativeSource
 from lightning_modules.similarities import Similarities
 
 from pytorch_lightning.cli import LRSchedulerCallable as SchedulerFactory
@@ -40,6 +41,12 @@ def as_record(out: Similarities | tuple[torch.Tensor, torch.Tensor]) -> Similari
         return out
     pos, neg = out
     return Similarities(pos.unsqueeze(1), neg)
+
+
+def gather_detached(x: torch.Tensor) -> torch.Tensor:
+    """``x`` from every process, concatenated in rank order, without gradient: what a loss that
+    normalises over the global batch (DCLW's weights, MACL's alignment) receives as its ``gather``."""
+    return D.gather(x.detach())
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -108,6 +115,7 @@ class ContrastiveModule(SuiteModule):
         self.loss = loss if loss is not None else ContrastiveLoss(temperature=0.07)
         self.negatives = negatives if negatives is not None else MemoryBank()
         self.negatives.bind(self.encoder, num_samples)  # the source sizes itself from the encoder and the data
+        self._serve_the_loss()
         self.optimizer_factory = optimizer or paper_sgd
         self.scheduler_factory = scheduler or paper_schedule
         self.num_samples = num_samples
@@ -123,6 +131,39 @@ class ContrastiveModule(SuiteModule):
             self.encoder.to(memory_format=torch.channels_last)
         # kept in a list so the compiled wrapper is not a registered submodule (state_dict names stay plain)
         self._run_encoder = [torch.compile(self.encoder) if compile else self.encoder]
+
+    def _serve_the_loss(self) -> None:
+        """Refuse a source the loss cannot use; the global batch (:meth:`_global_batch`) and the
+        epoch (:meth:`on_train_epoch_start`) are served during training."""
+        if getattr(self.loss, "needs_in_batch", False) and not isinstance(self.negatives, InBatchNegatives):
+            raise ValueError(
+                f"{type(self.loss).__name__} needs in-batch keys (its uniformity is measured on the batch's own "
+                f"embeddings), got {type(self.negatives).__name__}; use -c configs/negatives/in_batch.yaml")
+
+    @contextlib.contextmanager
+    def _global_batch(self) -> Iterator[None]:
+        """Within the training step, losses with ``uses_global_batch`` (DCLW, MACL) gather every process's
+        positives (no loss holds torch.distributed); elsewhere (a plot on rank 0 alone, a test) they keep
+        their local batch, so no collective runs on one process only."""
+        parts = [m for m in self.loss.modules() if getattr(m, "uses_global_batch", False)]
+        before = [part.gather for part in parts]
+        for part in parts:
+            part.gather = gather_detached
+        try:
+            yield
+        finally:
+            for part, gather in zip(parts, before):
+                part.gather = gather
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter] | list[dict[str, Any]]:
+        """Every trainable parameter; a loss's own (a learned temperature) in a group without weight decay,
+        as CLIP trains its logit scale."""
+        own = [p for p in self.loss.parameters() if p.requires_grad]
+        if not own:
+            return super().trainable_parameters()
+        ids = {id(p) for p in own}
+        rest = [p for p in super().trainable_parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": own, "weight_decay": 0.0}]
 
     # --------------------------------------------------------------------- model
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,6 +196,10 @@ class ContrastiveModule(SuiteModule):
                 f"to {data_size}")
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        with self._global_batch():
+            return self._training_step(batch)
+
+    def _training_step(self, batch: tuple) -> torch.Tensor:
         index, images, labels = batch
         self._learn_labels(index, labels)
         sims = as_record(self.negatives(self.embed, index, as_views(images)))  # pos (B, P), neg (B, K)
@@ -162,6 +207,9 @@ class ContrastiveModule(SuiteModule):
         self._watch_finite(loss)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/pos_sim", sims.pos.detach().mean(), on_step=False, on_epoch=True)
+        current = getattr(self.loss, "current_temperature", None)
+        if current is not None:  # a temperature that moves: a schedule, a learned or an adaptive one
+            self.log("train/temperature", current(), on_step=True, on_epoch=False)
         every = self.penalty_entropy_every_n_steps
         # (step + 1) % every: the steps at which Lightning writes step metrics when every == log_every_n_steps
         if every and (self.global_step + 1) % every == 0:
@@ -238,6 +286,12 @@ class ContrastiveModule(SuiteModule):
                 f"the training loss became non-finite at step {step} (epoch {self.current_epoch}). Likely "
                 f"causes: {hint}a learning rate too high for the batch, fp16 overflow (use bf16 or 32 "
                 "precision), or NaN/inf in the input images.")
+
+    def on_train_epoch_start(self) -> None:
+        for part in self.loss.modules():  # a temperature schedule follows the epoch (resumed runs too)
+            set_epoch = getattr(part, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(self.current_epoch)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.negatives.update()  # the optimiser has stepped: move the bank / queue

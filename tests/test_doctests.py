@@ -11,7 +11,7 @@ import re
 import pytest
 
 #: the modules whose doctests run (every public component's, and the batch contract's)
-MODULES = ["lightning_modules.losses", "lightning_modules.similarities", "lightning_modules.negatives", "lightning_modules.probe",
+MODULES = ["lightning_modules.losses", "lightning_modules.followup_losses", "lightning_modules.similarities", "lightning_modules.negatives", "lightning_modules.probe",
            "datamodules.batch", "datamodules.transforms", "datamodules.base", "datamodules.cifar",
            "datamodules.svhn", "datamodules.folder", "datamodules.imagenet", "callbacks.embedding_metrics",
            "callbacks.provenance"]
@@ -20,6 +20,10 @@ MODULES = ["lightning_modules.losses", "lightning_modules.similarities", "lightn
 PUBLIC = ["lightning_modules.losses.ContrastiveLossBase", "lightning_modules.losses.ContrastiveLoss",
           "lightning_modules.losses.SimpleContrastiveLoss", "lightning_modules.losses.HardContrastiveLoss",
           "lightning_modules.losses.HardSimpleContrastiveLoss", "lightning_modules.negatives.NegativeSource",
+          *(f"lightning_modules.followup_losses.{name}" for name in (
+              "DebiasedContrastiveLoss", "HardNegativeContrastiveLoss", "DecoupledContrastiveLoss",
+              "WeightedDecoupledContrastiveLoss", "DualTemperatureLoss", "ModelAwareContrastiveLoss",
+              "CosineTemperatureSchedule", "LearnableTemperatureLoss", "AlignUniformLoss")),
           "lightning_modules.negatives.MemoryBank", "lightning_modules.negatives.InBatchNegatives",
           "lightning_modules.negatives.MomentumQueue", "datamodules.base.ContrastiveDataModule",
           "datamodules.cifar.CIFAR10DataModule", "datamodules.cifar.CIFAR100DataModule",
