@@ -14,7 +14,7 @@ export PYTHONUNBUFFERED=1
 out="" tiny=0 prev=""
 for arg in "$@"; do
   [ "$prev" = "--out" ] && out="$arg"
-  case "$arg" in --out=*) out="${arg#--out=}" ;; --tiny) tiny=1 ;; esac
+  case "$arg" in --out=*) out="${arg#--out=}" ;; --tiny) tiny=1 ;; -h|--help) exec "$PYTHON" benchmarks/gpu_check.py "$@" ;; esac
   prev="$arg"
 done
 "$PYTHON" benchmarks/gpu_check.py "$@"
