@@ -17,7 +17,9 @@ answered holds / not resolved / contradicted by the rule of ``scripts/verdicts.p
    cell's mean (the curve's and the cell's) is redrawn as ``mean + se * t(n - 1)`` per quantity (the seeds'
    standard error; the pooled spread of :func:`scripts.verdicts.pooled_variances` for a single seed), the
    curve rebuilt and the distance recomputed; percentile interval. The question holds when one cell's
-   interval lies above 0 and is contradicted when every cell's lies below 0 (``AnyOf``).
+   interval lies above 0 and is contradicted when every cell's lies below 0 (``AnyOf``). The cells are every
+   cell but the curve's points: the study's, and also the paper's hard and simple losses when the curve's
+   folder holds them (runs/cpu3 does), labelled as such in the per-cell table.
 2. **Beats the best tau.** For each cell: its accuracy minus contrastive's at the tau with the best mean
    accuracy on that probe, on both probes (``top1_last``, the SGD probe; ``top1_lbfgs``), each a
    :func:`scripts.verdicts.estimate` paired over the test images. ``AnyOf`` over the cells of ``AllOf``
@@ -70,8 +72,9 @@ NOT_TESTED = "not tested"
 FNR = "train/false_negative_rate"
 #: question 3: the correlation above which false negatives "explain" tolerance (r^2 >= 0.25)
 EXPLAINS = 0.5
-#: bootstrap draws of questions 1 and 3
-DRAWS = 4000
+#: bootstrap draws of questions 1 and 3 (question 1's interval is at level 1 - 0.05 / k for k cells: its tails
+#: need many draws, e.g. 0.1% each for k = 25, 20 draws)
+DRAWS = 20000
 CURVE_GRID = ROOT / "configs/experiments/grid_cpu3.yaml"
 STUDY_GRID = ROOT / "configs/experiments/grid_dilemma.yaml"
 
