@@ -159,6 +159,9 @@ def write_cell(root, name: str, loss: dict, seed: int, tolerance: float, uniform
     np.savez(lin / "predictions_lbfgs.npz", index=np.arange(m), label=labels, pred=np.where(correct, 0, 1))
     (lin / "metrics.csv").write_text(f"epoch,step,test/top1_last,test/top1_lbfgs\n0,0,{correct.mean()},{correct.mean()}\n")
     (root / name / "finished.json").write_text(json.dumps({"linear_run": "linear/version_0"}))
+    start = 10 * seed
+    (root / name / "runner.log").write_text(f"2026-12-01T10:{start:02d}:00 pretrain {name}: start\n"
+                                            f"2026-12-01T10:{start + 5:02d}:00 done {name}: test/top1_last 0.5\n")
 
 
 def test_the_command_writes_its_report_data_and_plane_and_lists_missing_cells(tmp_path):
@@ -183,7 +186,8 @@ def test_the_command_writes_its_report_data_and_plane_and_lists_missing_cells(tm
     again = tmp_path / "again"
     assert dilemma.main(["--from-data", str(out / "data"), "--out", str(again), "--draws", "300", "--no-figures"]) == 0
     rebuilt = (again / "dilemma.md").read_text()
-    assert rebuilt.strip() == text.split("Cells without")[0].strip()  # the same verdicts and rows from the data alone
+    assert "900 s from the first start to the last done (0.25 h); 600 s summed over its 2 finished cells" in text
+    assert rebuilt == text  # the same verdicts, rows, wall time and missing cells from the data alone
 
 
 def test_the_command_stops_with_one_line_when_the_grids_have_not_run(tmp_path, capsys):
