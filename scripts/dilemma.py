@@ -13,7 +13,9 @@ answered holds / not resolved / contradicted by the rule of ``scripts/verdicts.p
    (x = tolerance, y = -L_uniformity), its points in order of tolerance, each axis in units of the curve's span
    (so neither axis dominates). A cell's margin is its signed distance from that line: positive on the side
    that is more tolerant at the same uniformity or more uniform at the same tolerance (left of the line's
-   direction of rising tolerance), negative inside. Its interval is a parametric bootstrap over seeds: every
+   direction of rising tolerance), negative inside. (The dilemma's curve falls: uniformity is lost as
+   tolerance is gained. Where a stretch of it rises instead, "beyond" there means more uniform at the same
+   tolerance.) Its interval is a parametric bootstrap over seeds: every
    cell's mean (the curve's and the cell's) is redrawn as ``mean + se * t(n - 1)`` per quantity (the seeds'
    standard error; the pooled spread of :func:`scripts.verdicts.pooled_variances` for a single seed), the
    curve rebuilt and the distance recomputed; percentile interval. The question holds when one cell's

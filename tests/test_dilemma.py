@@ -250,3 +250,16 @@ def test_grid_dilemma_writes_to_its_own_folder():
             outs.setdefault(out, set()).add(grid)
     assert outs.get("runs/dilemma") == {"grid_dilemma"}
     assert all(len(grids) == 1 for grids in outs.values()), outs
+
+
+def test_the_false_negative_rate_is_the_mean_of_the_last_epochs_steps_across_a_resume(tmp_path):
+    """A resumed run's later version wins the epochs it logs again; the last epoch's steps are averaged."""
+    first, second = tmp_path / "version_0", tmp_path / "version_1"
+    first.mkdir()
+    second.mkdir()
+    key = dilemma.FNR
+    (first / "metrics.csv").write_text(f"epoch,step,{key},val/tolerance\n0,1,0.9,\n1,2,0.8,\n1,3,0.7,\n1,4,,0.3\n")
+    (second / "metrics.csv").write_text(f"epoch,step,{key}\n1,3,0.2\n1,4,0.4\n")
+    assert dilemma.last_epoch_mean([first, second]) == pytest.approx(0.3)
+    assert dilemma.last_epoch_mean([first]) == pytest.approx(0.75)
+    assert dilemma.last_epoch_mean([tmp_path / "absent"]) is None
