@@ -1,5 +1,9 @@
 """Command line of the suite: ``python cli.py {fit,validate,test} -c configs/... [--overrides]``.
 
+Installed (``pip install .``), the same command is ``contrastive-behaviour``. ``-c`` takes a
+file or the name of a shipped config (``-c base``, ``-c loss/simple``); ``cli.py configs``
+prints the folder of the shipped configs and their names.
+
 Every class the configs name is importable from the packages imported here, so
 ``--help`` lists them and a ``class_path`` resolves.
 
@@ -167,6 +171,53 @@ class SuiteArgumentParser(LightningArgumentParser):
         self.exit(2)
 
 
+# ------------------------------------------------------------------------- shipped configs by name
+#: the shipped YAML configs: beside cli.py in a clone and in the installed package (contrastive_behaviour/suite)
+CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIG_FLAGS = ("-c", "--config")
+
+
+def shipped_config(name: str) -> Path | None:
+    """The shipped config ``name`` means when no such file exists here, else None.
+
+    ``base``, ``loss/simple``, ``loss/simple.yaml`` and ``configs/loss/simple.yaml`` all name
+    ``configs/loss/simple.yaml``, so that the README's commands work from any folder and
+    with the installed command (``contrastive-behaviour fit -c base``). A file that exists
+    where it is given always wins.
+    """
+    if not name or Path(name).expanduser().exists():
+        return None
+    stem = name[len("configs/"):] if name.startswith("configs/") else name
+    for candidate in (CONFIGS / stem, CONFIGS / f"{stem}.yaml"):
+        if candidate.is_file() and CONFIGS in candidate.resolve().parents:
+            return candidate
+    return None
+
+
+def resolve_config_names(args: list[str]) -> list[str]:
+    """``args`` with each ``-c NAME`` / ``--config NAME`` / ``--config=NAME`` that names a shipped config made a path."""
+    out: list[str] = []
+    after_flag = False
+    for arg in args:
+        if after_flag:
+            out.append(str(shipped_config(arg) or arg))
+            after_flag = False
+            continue
+        flag, eq, value = arg.partition("=")
+        if flag in CONFIG_FLAGS and eq:
+            out.append(f"{flag}={shipped_config(value) or value}")
+            continue
+        after_flag = arg in CONFIG_FLAGS
+        out.append(arg)
+    return out
+
+
+def list_configs() -> str:
+    """``cli.py configs``: the folder of the shipped configs, then the names ``-c`` accepts."""
+    names = sorted(str(p.relative_to(CONFIGS).with_suffix("")) for p in CONFIGS.rglob("*.yaml"))
+    return "\n".join([str(CONFIGS)] + names)
+
+
 # ------------------------------------------------------------------------------------- the CLI
 class SuiteCLI(LightningCLI):
     """LightningCLI with the links between data and model that every run needs."""
@@ -319,7 +370,10 @@ def run_from_command_line(argv: list[str] | None = None) -> int:
     from_sys = argv is None
     args = sys.argv[1:] if from_sys else list(argv)
     debug = DEBUG_FLAG in args or debug_requested()
-    args = [a for a in args if a != DEBUG_FLAG]
+    args = resolve_config_names([a for a in args if a != DEBUG_FLAG])
+    if args[:1] == ["configs"]:
+        print(list_configs())
+        return 0
     if debug:
         os.environ["CLI_DEBUG"] = "1"
         os.environ.setdefault("JSONARGPARSE_DEBUG", "true")  # jsonargparse raises (with a traceback) instead of exiting
