@@ -200,12 +200,69 @@ class SuiteArgumentParser(LightningArgumentParser):
         kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
+    def dump(self, cfg, *args: Any, **kwargs: Any) -> str:  # type: ignore[override]
+        """``--print_config``, ``config.yaml`` and the provenance show the augmentation in effect."""
+        return super().dump(show_effective_augmentation(cfg), *args, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
         # parsers used inside jsonargparse (exit_on_error False) raise, as they must; --debug shows all
         if not self.exit_on_error or debug_requested():
             return super().error(message, ex)
         sys.stderr.write(f"error: {parser_error_line(message)}\n")
         self.exit(2)
+
+
+def show_effective_augmentation(cfg):
+    """``cfg`` with an image folder's augmentation replaced by the values the datamodule will use.
+
+    ``preset``, ``image_size``, ``mean``, ``std`` and the image-size detection of
+    :class:`~datamodules.folder.ImageFolderDataModule` change the augmentation when the
+    datamodule is built; written out as values (the shortcuts then null), the config shows
+    what runs and, read again, runs the same. Any other config is returned as it is.
+    """
+    from dataclasses import asdict
+
+    from jsonargparse import Namespace
+
+    from datamodules.folder import ImageFolderDataModule
+    from datamodules.transforms import Augmentation
+
+    data = cfg.get("data") if isinstance(cfg, Namespace) else None
+    init = data.get("init_args") if isinstance(data, Namespace) else None
+    if not isinstance(init, Namespace):
+        return cfg
+    module_name, _, class_name = str(data.get("class_path", "")).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        return cfg
+    if not (isinstance(cls, type) and issubclass(cls, ImageFolderDataModule)):
+        return cfg
+    given = init.get("augmentation")
+    wrapped = isinstance(given, Namespace) and "init_args" in given  # before instantiation: {class_path, init_args}
+    if wrapped:
+        given = given.init_args
+    try:
+        values = (Augmentation(**given.as_dict()) if isinstance(given, Namespace)
+                  else Augmentation(**given) if isinstance(given, dict) else given)
+        if not isinstance(values, Augmentation):
+            return cfg  # a training-pipeline name (the deprecated meaning): nothing to show
+        effective, _ = cls.resolve_augmentation(init.get("data_dir", "data"), init.get("preset"),
+                                                init.get("image_size"), init.get("mean"), init.get("std"), values,
+                                                init.get("train_folder", "train"))
+    except (TypeError, ValueError):
+        return cfg  # a bad value: building the datamodule reports it
+    cfg = cfg.clone()
+    shown = cfg.data.init_args
+    values = Namespace(**{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(effective).items()})
+    if wrapped:
+        shown.augmentation.init_args = values
+    else:
+        shown.augmentation = values
+    for shortcut in ("preset", "image_size", "mean", "std"):
+        if shortcut in shown:
+            shown[shortcut] = None
+    return cfg
 
 
 # ------------------------------------------------------------------------- shipped configs by name
