@@ -62,6 +62,8 @@ HARMLESS_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own use of a torch API
     r"The number of training batches \(\d+\) is smaller than the logging interval",  # short runs: the epoch logs
     r"The `srun` command is available on your system but is not used",  # a login node, a local run
+    # the provenance's dump(skip_none=...): the spelling every jsonargparse >= 4.32 (requirements.txt) reads
+    r"\s*skip_none parameter was deprecated",
 )
 #: Lightning's information lines that ask nothing of the user (its other lines, e.g. GPU use, stay)
 HARMLESS_LOG_LINES = re.compile(r"^(💡 Tip: |TPU available: |HPU available: )")
