@@ -331,6 +331,18 @@ def config_files(args: list[str]) -> list[str]:
     return files
 
 
+def missing_config_line(name: str) -> str:
+    """The error for a ``-c`` value that is neither a file nor a shipped config: the nearest names, where to list them."""
+    import difflib
+
+    names = list_configs().splitlines()[1:]
+    stem = name[len("configs/"):] if name.startswith("configs/") else name
+    near = difflib.get_close_matches(stem.removesuffix(".yaml"), names, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    return (f"--config {name}: no such file ({Path(name).expanduser().absolute()}) and no shipped config of that name; "
+            f"{hint}cli.py configs lists them")
+
+
 def check_config_files(args: list[str]) -> None:
     """Each ``-c`` file that exists must be YAML and a config for ``cli.py``; else :class:`ConfigFileError`.
 
@@ -341,8 +353,10 @@ def check_config_files(args: list[str]) -> None:
 
     for name in config_files(args):
         path = Path(name).expanduser()
+        if not path.exists():
+            raise ConfigFileError(missing_config_line(name))
         if not path.is_file():
-            continue  # jsonargparse names a missing file
+            continue  # jsonargparse names what is wrong with it
         try:
             content = yaml.safe_load(path.read_text())
         except yaml.YAMLError as err:

@@ -134,3 +134,12 @@ def test_a_config_name_means_the_shipped_file(tmp_path, monkeypatch):
     assert cli.resolve_config_names(["-c", "base", "-c", "nothing/of/that/name"]) == [
         "-c", "base", "-c", "nothing/of/that/name"]
     assert cli.shipped_config("../cli.py") is None and cli.shipped_config("../README.md") is None
+
+
+def test_a_missing_config_names_the_nearest_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cli.ConfigFileError, match=r"--config loss/simpel: no such file .* did you mean loss/simple"):
+        cli.check_config_files(["fit", "-c", "loss/simpel"])
+    with pytest.raises(cli.ConfigFileError, match=r"no shipped config of that name; cli.py configs lists them"):
+        cli.check_config_files(["fit", "--config=nothing/near/this"])
+    cli.check_config_files(["fit", "-c", str(cli.CONFIGS / "base.yaml")])  # a good file passes
