@@ -1,7 +1,8 @@
 # The two commands of the README: `make pretrain` and `make test`. Both run in the project's own
 # virtual environment, .venv, which the first command creates with `$(PYTHON) -m venv` (so a system
 # Python that refuses `pip install`, PEP 668's externally-managed-environment, works too) and which
-# later commands re-use: pip runs again only when requirements.txt changes. `make clean-venv` removes it.
+# later commands re-use: pip runs again only when requirements.txt (the suite's) or requirements-test.txt (the
+# tests') changes. `make clean-venv` removes it.
 PYTHON ?= python3
 VENV ?= .venv
 # `make test` skips the tests marked slow (multi-process, resume); CI runs them all with MARK=
@@ -24,9 +25,9 @@ $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "error: $(PYTHON) -m venv $(VENV) failed; on Debian/Ubuntu install python3-venv" >&2; exit 1; }
 	$(VENV_PYTHON) -m pip install --quiet --upgrade pip
 
-# Order-only on the interpreter: only a changed requirements.txt re-runs pip.
-$(STAMP): requirements.txt | $(VENV_PYTHON)
-	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt
+# Order-only on the interpreter: only a changed requirements file re-runs pip.
+$(STAMP): requirements.txt requirements-test.txt | $(VENV_PYTHON)
+	$(VENV_PYTHON) -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	@touch $@
 
 pretrain: install

@@ -23,6 +23,11 @@ def code_version() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return None
 
+    # an installed package (site-packages) may sit inside someone else's repository: record no commit rather
+    # than that repository's
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != REPO:
+        return {"git_commit": None, "git_dirty": None}
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}

@@ -29,6 +29,19 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset is missing on disk and could not be downloaded."""
 
 
+def refuse_image_folder(data_dir: Path, dataset_name: str) -> None:
+    """An image folder (``train/<class>/<images>``) given to a datamodule of packed files is an error saying which to use.
+
+    Called where the dataset's own files are missing, before any download would write them
+    into someone's image folder.
+    """
+    train = Path(data_dir) / "train"
+    if train.is_dir() and any(entry.is_dir() for entry in os.scandir(train)):
+        raise ValueError(f"{data_dir} is a folder of images (train/<class>/<images>), not {dataset_name}'s files: "
+                         "use -c configs/data/imagefolder.yaml (ImageFolderDataModule) with "
+                         f"--data.init_args.data_dir={data_dir}")
+
+
 #: which pipeline the training loader applies: ``auto`` follows the module's request
 TrainPipeline = Literal["auto", "pretrain", "linear", "none"]
 #: the old name of :data:`TrainPipeline` (the ``augmentation`` argument used to take these values)

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
 from datamodules import transforms as T
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline, refuse_image_folder
 
 
 def _unverified(cls: type) -> type:
@@ -89,6 +89,7 @@ class CIFAR10DataModule(ContrastiveDataModule):
         names.append(self._tv_class.meta["filename"])
         missing = [n for n in names if not (self._folder / n).is_file()]
         if missing:
+            refuse_image_folder(self.data_dir, self.dataset_name)
             raise DatasetNotFoundError(
                 f"{self.dataset_name} not found: expected {', '.join(missing)} in {self._folder}. "
                 f"Download {self._url_hint} and extract it into {self.data_dir} (it creates "

@@ -133,8 +133,10 @@ class ImageFolderDataModule(ContrastiveDataModule):
         train_folder: name of the training split's folder.
         test_folder: name of the held-out split's folder.
         augmentation: every value of the pipelines (:class:`~datamodules.transforms.Augmentation`);
-            the default is the paper's ImageNet-100 recipe (224-pixel crops, blur). Without
-            an ``eval_resize`` the evaluation resizes to ``size``.
+            the default is the paper's ImageNet-100 recipe (224-pixel crops, blur), or the
+            CIFAR recipe at the images' own size when the training images are small (shorter
+            side at most :data:`SMALL_IMAGE_SIDE` pixels; :func:`detect_family`). Without an
+            ``eval_resize`` the evaluation resizes to ``size``.
         **kwargs: see :class:`~datamodules.base.ContrastiveDataModule` (``download`` is
             ignored: a folder is there or it is not).
 
@@ -148,6 +150,8 @@ class ImageFolderDataModule(ContrastiveDataModule):
 
     dataset_name = "imagefolder"
     preset = "imagenet"
+    #: with no recipe chosen, small training images get the CIFAR recipe (:meth:`resolve_augmentation`)
+    detects_small_images: bool = True
 
     def __init__(
         self,
@@ -167,26 +171,46 @@ class ImageFolderDataModule(ContrastiveDataModule):
         if std is not None and min(std) <= 0:
             raise ValueError(f"std must be positive, got {list(std)}")
         values, kwargs["train_pipeline"] = split_augmentation(augmentation, kwargs.get("train_pipeline", "auto"))
-        default = T.get_preset(type(self).preset)
+        p, family = self.resolve_augmentation(data_dir, preset, image_size, mean, std, values, train_folder)
+        super().__init__(data_dir=data_dir, augmentation=p, **kwargs)
+        self.preset = family
+        self.train_folder = train_folder
+        self.test_folder = test_folder
+        self._scans: dict[str, tuple[list[str], list[int]]] = {}
+        self._one_size_checked = False
+        self._classes: list[str] | None = None
+
+    @classmethod
+    def resolve_augmentation(cls, data_dir: str, preset: str | None, image_size: int | None,
+                             mean: Sequence[float] | None, std: Sequence[float] | None,
+                             values: T.Augmentation | None, train_folder: str = "train") -> tuple[T.Augmentation, str]:
+        """(the augmentation in effect, its family) from the arguments of :meth:`__init__`.
+
+        With nothing chosen (no ``preset``, ``image_size`` or changed ``augmentation``), the
+        family follows the training images' size (:func:`detect_family`): a folder of 32-pixel
+        images gets the CIFAR recipe, not ImageNet's 224-pixel crops and blur, which would
+        upscale every image 7 times. ``cli.py`` writes the result into ``config.yaml`` and
+        ``--print_config``, so they show the values in effect.
+        """
+        default = T.get_preset(cls.preset)
+        family = cls.preset
         if preset is not None:
             if values is not None and values != default:
                 raise ValueError(f"preset={preset!r} replaces the augmentation, which was also changed: give the "
                                  "preset or the augmentation's values, not both")
-            values = T.get_preset(preset)
+            values, family = T.get_preset(preset), preset
+        elif cls.detects_small_images and image_size is None and (values is None or values == default):
+            detected = detect_family(Path(data_dir).expanduser() / train_folder)
+            if detected is not None and detected[0] != family:
+                family = detected[0]
+                values = T.resize_preset(T.get_preset(family), detected[1])
         p = default if values is None else values
         if image_size is not None:
             p = T.resize_preset(p, image_size)
         if p.eval_resize is None:  # folder images come in any size: bring every pipeline to the size
             p = replace(p, eval_resize=p.size)
         p = replace(p, mean=p.mean if mean is None else tuple(mean), std=p.std if std is None else tuple(std))
-        super().__init__(data_dir=data_dir, augmentation=p, **kwargs)
-        if preset is not None:
-            self.preset = preset
-        self.train_folder = train_folder
-        self.test_folder = test_folder
-        self._scans: dict[str, tuple[list[str], list[int]]] = {}
-        self._one_size_checked = False
-        self._classes: list[str] | None = None
+        return p, family
 
     # ------------------------------------------------------------------ the listing
     def _split_dir(self, split: Literal["train", "test"]) -> Path:
@@ -277,6 +301,28 @@ class ImageFolderDataModule(ContrastiveDataModule):
         info.update(preset=self.preset, image_size=self.augmentation.size,
                     num_test_samples=len(self._scan("test")[0]))
         return info
+
+
+#: training images whose shorter side is at most this many pixels get the CIFAR family (at their own size)
+SMALL_IMAGE_SIDE = 64
+
+
+def detect_family(train_dir: Path) -> tuple[str, int] | None:
+    """(``"cifar"``, side) when the first image of ``train_dir``'s first class is small, else None.
+
+    One image header is read (not its pixels). None as well when the folder holds no image
+    yet: the listing's own checks report that later, naming the folder.
+    """
+    try:
+        classes = sorted(entry.name for entry in os.scandir(train_dir) if entry.is_dir())
+        first = next((f for c in classes for f in _images_under(train_dir / c)), None)
+        if first is None:
+            return None
+        with Image.open(first) as image:
+            side = min(image.size)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return ("cifar", side) if side <= SMALL_IMAGE_SIDE else None
 
 
 def _paths_of(dataset: Dataset) -> list[str]:

@@ -64,6 +64,7 @@ class ImageNet100DataModule(ImageFolderDataModule):
     """
 
     dataset_name = "imagenet100"
+    detects_small_images = False  # ImageNet's recipe, whatever the files' size
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from torchvision import datasets
 from torchvision.datasets import svhn as tv_svhn
 
 from datamodules import transforms as T
-from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline
+from datamodules.base import ContrastiveDataModule, DatasetNotFoundError, TrainPipeline, refuse_image_folder
 from datamodules.cifar import _download_hint
 
 
@@ -64,6 +64,7 @@ class SVHNDataModule(ContrastiveDataModule):
     def _check_available(self) -> None:
         missing = [self._file(s).name for s in ("train", "test") if not self._file(s).is_file()]
         if missing:
+            refuse_image_folder(self.data_dir, self.dataset_name)
             urls = " and ".join(datasets.SVHN.split_list[s][0] for s in ("train", "test"))
             raise DatasetNotFoundError(
                 f"{self.dataset_name} not found: expected {', '.join(missing)} in {self.data_dir}. "

@@ -13,6 +13,8 @@ from torch import nn
 
 from datamodules.batch import BatchProvider
 
+#: the folder holding configs/: the clone's root, or contrastive_behaviour/suite/ in an installed wheel, where the
+#: YAML recipes are package data beside the code (pyproject.toml), so the defaults never read the clone's files
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -22,7 +24,7 @@ def _model_args(config: str) -> dict[str, Any]:
 
 
 def recipe_factory(config: str, key: str) -> Callable:
-    """``model.init_args.<key>`` of the YAML file ``config`` (relative to the repository) as a factory.
+    """``model.init_args.<key>`` of the shipped YAML file ``config`` (relative to the folder of ``configs/``) as a factory.
 
     The optimiser and schedule defaults are written once, in the shipped YAML recipes
     (``configs/base.yaml`` for pretraining, ``configs/eval/linear.yaml`` for linear

@@ -177,7 +177,7 @@ def test_a_folder_of_mixed_sizes_or_with_blur_is_refused_with_the_reason(tmp_pat
     dm.setup("fit")
     with pytest.raises(ValueError, match=r"one size, but .*a_0\.png is 40x40 and .*b_9\.png is 48x40"):
         dm.train_dataloader()
-    blurred = ImageFolderDataModule(str(root), num_workers=0, device_augmentation=True)  # the ImageNet recipe
+    blurred = ImageFolderDataModule(str(root), preset="imagenet", num_workers=0, device_augmentation=True)  # blur
     with pytest.raises(ValueError, match="no Gaussian blur") as info:
         blurred._device_augmentation("pretrain")
     assert "neither" not in str(info.value)

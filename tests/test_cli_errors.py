@@ -65,6 +65,12 @@ def cases(data: Path, tmp: Path) -> dict[str, tuple[list[str], dict[str, str], t
     unsafe = write_unsafe_checkpoint(tmp / "unsafe.ckpt", tmp / "PWNED")
     missing = tmp / "nowhere" / "last.ckpt"
     q = lambda *extra, configs=(): quick_args(data, logs, *extra, configs=configs)  # noqa: E731
+    broken = tmp / "broken.yaml"
+    broken.write_text("trainer:\n  max_epochs: [1, 2\nmodel: {\n")
+    images = tmp / "images"
+    for split in ("train", "val"):
+        (images / split / "cat").mkdir(parents=True)
+        (images / split / "cat" / "0.png").write_bytes(b"not decoded: the layout is what gives it away")
     return {
         # the README's list of bad input
         "temperature 0": (q("--model.init_args.loss.init_args.temperature=0"), {},
@@ -103,6 +109,17 @@ def cases(data: Path, tmp: Path) -> dict[str, tuple[list[str], dict[str, str], t
                               ("--ckpt_path", str(garbage), "not a readable PyTorch checkpoint")),
         "ckpt_path missing": (q(f"--ckpt_path={missing}"), {}, ("--ckpt_path", "checkpoint not found")),
         "ckpt_path unsafe": (q(f"--ckpt_path={unsafe}"), {}, ("--ckpt_path", "refusing", "could run code")),
+        # issue 16: what a new user hit
+        "negative lr": (quick_args(data, tmp / "logs_lr", "--model.init_args.optimizer.init_args.lr=-0.1"), {},
+                        ("--model.init_args.optimizer", "Invalid learning rate: -0.1")),
+        "YAML syntax error": (q("-c", str(broken)), {}, (str(broken), "YAML syntax error", "line 3")),
+        "grid file": (q("-c", str(ROOT / "configs/experiments/grid_short.yaml")), {},
+                      ("grid_short.yaml", "is a grid of runs", "scripts/sweep.py")),
+        "GPU without GPU": (q(configs=("configs/trainer/gpu.yaml",)), {},
+                            ("--trainer.accelerator=gpu", "no GPU", "configs/trainer/cpu.yaml")),
+        "image folder to CIFAR": (quick_args(images, logs), {}, (str(images), "configs/data/imagefolder.yaml")),
+        "batch larger than split": (q("--data.init_args.batch_size=300"), {},
+                                    ("--data.init_args.batch_size=300", "larger than the training split (256 images)")),
     }
 
 
@@ -126,14 +143,19 @@ def outcomes(cifar_small, tmp_path_factory, request):
 
 
 # every case runs in CI (make test MARK=); these few, one of each kind, in the default `make test`
-DEFAULT_CASES = ("temperature 0", "unknown loss", "abbreviated flag", "pretrained unsafe", "ckpt_path garbage")
+DEFAULT_CASES = ("temperature 0", "unknown loss", "abbreviated flag", "pretrained unsafe", "ckpt_path garbage",
+                 "negative lr")
 CASE_NAMES = ["temperature 0", "num_negatives 0", "alpha 1.5", "both", "neither", "unknown loss", "typo in a flag",
               "abbreviated flag", "bank size", "views", "corrupt dataset", "batch not divisible", "pretrained unset",
               "pretrained missing", "pretrained garbage", "pretrained unsafe", "ckpt_path garbage",
-              "ckpt_path missing", "ckpt_path unsafe"]
+              "ckpt_path missing", "ckpt_path unsafe", "negative lr", "YAML syntax error", "grid file",
+              "GPU without GPU", "image folder to CIFAR", "batch larger than split"]
+#: cases that need the machine to lack something
+NEEDS = {"GPU without GPU": pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")}
 
 
-@pytest.mark.parametrize("name", [n if n in DEFAULT_CASES else pytest.param(n, marks=pytest.mark.slow)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[m for m in (NEEDS.get(n),) if m] +
+                                               ([] if n in DEFAULT_CASES else [pytest.mark.slow]))
                                   for n in CASE_NAMES])
 def test_a_mistake_ends_in_one_error_line(outcomes, name):
     tmp, table, results = outcomes
@@ -146,6 +168,8 @@ def test_a_mistake_ends_in_one_error_line(outcomes, name):
     for word in words:
         assert word in errors[0], (word, errors[0])
     assert not list((tmp / "logs").rglob("*.ckpt")), "a run started"
+    if name == "negative lr":  # it failed after the run folder was made (in a folder of its own, to see that)
+        assert not list((tmp / "logs_lr").rglob("version_*")), "a run folder was left behind"
     assert not (tmp / "PWNED").exists(), "a checkpoint's pickle ran code"
 
 

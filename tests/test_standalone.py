@@ -15,7 +15,8 @@ from tests.fakedata import NUM_TEST, NUM_TRAIN, SUBSET
 # Where code, configs and tests live; a reference to the developers' folder beside the clone in any
 # of them would break a fresh clone.
 SCANNED = ("tests", "benchmarks", "scripts", "callbacks", "datamodules", "lightning_modules", "configs", "docs",
-           "cli.py", "README.md", "Makefile", "pyproject.toml", "requirements.txt", "pytest.ini", ".ci")
+           "cli.py", "README.md", "Makefile", "pyproject.toml", "requirements.txt", "requirements-test.txt", "pytest.ini",
+           ".ci", "contrastive_behaviour")
 # Built from pieces, so that this file, which is scanned too, does not contain what it looks for.
 FORBIDDEN = ("../" + "shared", "shared" + "/data", "shared" + "/docs")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache"}
@@ -169,7 +170,7 @@ def make_dry_run(tmp_path, *targets: str, venv_exists: bool = False) -> str:
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    for name in ("Makefile", "requirements.txt"):
+    for name in ("Makefile", "requirements.txt", "requirements-test.txt"):
         if not (tmp_path / name).exists():  # a copy made earlier keeps its time stamp
             shutil.copy(ROOT / name, tmp_path / name)
     if venv_exists:
@@ -187,7 +188,7 @@ def make_dry_run(tmp_path, *targets: str, venv_exists: bool = False) -> str:
 def test_make_creates_and_uses_its_own_virtual_environment(tmp_path):
     fresh = make_dry_run(tmp_path, "test")
     assert "-m venv .venv" in fresh and "python3-venv" in fresh  # created, with the Debian/Ubuntu hint
-    assert ".venv/bin/python -m pip install --quiet -r requirements.txt" in fresh
+    assert ".venv/bin/python -m pip install --quiet -r requirements.txt -r requirements-test.txt" in fresh
     assert '.venv/bin/python -m pytest -m "not slow"' in fresh
     assert "python3 -m pip" not in fresh  # never pip on the system interpreter (PEP 668)
     pretrain = make_dry_run(tmp_path, "pretrain")
@@ -208,6 +209,9 @@ def test_make_reuses_the_environment_until_requirements_change(tmp_path):
     assert "pip install" not in again and "-m venv" not in again and ".venv/bin/python -m pytest" in again
     os.utime(tmp_path / "requirements.txt", (future + 10, future + 10))  # requirements changed
     assert "pip install --quiet -r requirements.txt" in make_dry_run(tmp_path, "test", venv_exists=True)
+    os.utime(tmp_path / ".venv" / ".requirements-installed", (future + 20, future + 20))
+    os.utime(tmp_path / "requirements-test.txt", (future + 30, future + 30))  # the tests' requirements changed
+    assert "pip install --quiet -r requirements.txt" in make_dry_run(tmp_path, "test", venv_exists=True)
 
 
 def test_ci_runs_the_readme_test_command_with_every_test():
@@ -218,11 +222,18 @@ def test_ci_runs_the_readme_test_command_with_every_test():
 def test_pyproject_reads_the_requirements_and_names_the_python_versions():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert project["project"]["dynamic"] == ["dependencies"]
-    assert project["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    assert project["project"]["dynamic"] == ["dependencies", "optional-dependencies"]
+    dynamic = project["tool"]["setuptools"]["dynamic"]
+    assert dynamic["dependencies"]["file"] == ["requirements.txt"]
+    assert dynamic["optional-dependencies"]["test"]["file"] == ["requirements-test.txt"]
+    assert "pytest" not in (ROOT / "requirements.txt").read_text()  # a test tool is no runtime dependency
     assert project["project"]["requires-python"] == ">=3.10"
     versions = [c.rsplit(" ", 1)[1] for c in project["project"]["classifiers"] if re.search(r":: 3\.\d+$", c)]
     assert versions == ["3.10", "3.11", "3.12"]
-    packages = project["tool"]["setuptools"]["packages"]
-    assert all((ROOT / p / "__init__.py").is_file() for p in packages) and project["tool"]["setuptools"][
-        "py-modules"] == ["cli"]
+    # one top-level package; below it, the repository's own layout (tests/test_install.py installs it)
+    setuptools = project["tool"]["setuptools"]
+    assert {p.split(".")[0] for p in setuptools["packages"]} == {"contrastive_behaviour"}
+    assert setuptools["package-dir"]["contrastive_behaviour.suite"] == "."
+    for package in setuptools["packages"][2:]:
+        assert (ROOT / package.rsplit(".", 1)[1] / "__init__.py").is_file()
+    assert project["project"]["scripts"] == {"contrastive-behaviour": "contrastive_behaviour:main"}
