@@ -75,7 +75,7 @@ def roots(cifar100_dir, svhn_dir, folder_dir, imagenet_dir) -> dict[str, Path]:
 
 
 def fake_trainer(world_size: int, rank: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(world_size=world_size, global_rank=rank, lightning_module=None)
+    return SimpleNamespace(world_size=world_size, global_rank=rank, lightning_module=None, training=False)
 
 
 def train_indices(dm: ContrastiveDataModule) -> list[int]:
