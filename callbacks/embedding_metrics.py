@@ -238,6 +238,11 @@ class EmbeddingMetrics(Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
             return
+        # the checkpoint below comes before the module's own epoch-end hook: a non-finite loss since
+        # its last check must stop the run here, or its weights would replace the last good last.ckpt
+        check = getattr(pl_module, "raise_if_nonfinite", None)
+        if check is not None:
+            check()
         # Lightning logs epoch-end values at the last step of the epoch
         self.pending = {"epoch": trainer.current_epoch, "step": max(trainer.global_step - 1, 0)}
         self._save_checkpoints_now(trainer, pl_module)

@@ -74,3 +74,21 @@ class MetricsInterruptedAt(EmbeddingMetrics):
         if not initial and epoch is None and trainer.current_epoch == self.stop_epoch:
             os.kill(os.getpid(), signal.SIGINT)  # Python raises KeyboardInterrupt here
         return super().compute(trainer, module, initial=initial, epoch=epoch)
+
+
+class PoisonAt(Callback):
+    """Sets every encoder weight to NaN at the start of batch ``batch`` of epoch ``epoch`` (the loss turns NaN).
+
+    Args:
+        epoch: the epoch.
+        batch: the batch index within that epoch.
+    """
+
+    def __init__(self, epoch: int = 1, batch: int = 0) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            for p in pl_module.encoder.parameters():
+                p.data.fill_(float("nan"))

@@ -53,6 +53,17 @@ def assert_same_weights(a: Path, b: Path) -> None:
 
 
 # ------------------------------------------------------------------------- 1. interruptions
+def test_a_non_finite_epoch_never_replaces_the_last_good_checkpoint(cifar_small, tmp_path):
+    """The epoch's checkpoint is written before its metrics: the NaN check must come before both."""
+    args = quick_args(cifar_small, tmp_path, callback("tests.interrupt.PoisonAt", epoch=1, batch=1),
+                      "--model.init_args.check_finite_every_n_steps=1000", epochs=2)
+    assert cli.run_from_command_line(args) != 0
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 0  # epoch 0's checkpoint, not the poisoned epoch 1's
+    assert all(torch.isfinite(w).all() for w in saved["state_dict"].values() if w.is_floating_point())
+
+
 def test_sigterm_mid_epoch_exits_143_and_says_how_to_resume(cifar_small, tmp_path, capsys):
     args = quick_args(cifar_small, tmp_path, callback(SIGNAL_AT, signum=15, epoch=1, batch=0), epochs=3)
     assert cli.run_from_command_line(args) == 128 + signal.SIGTERM  # today: 0, as if finished
