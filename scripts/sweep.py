@@ -372,10 +372,15 @@ def run_cell(grid: Grid, cell: Cell, index: int, opts: argparse.Namespace) -> st
         if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) and not finished:
             _log(cell_dir, f"INTERRUPTED pretrain {cell.name}: exit code {rc}, {progress}; the next call resumes it")
             raise SweepInterrupted(rc - 128)
-        if rc != 0 or not finished:
+        if not finished:
             _log(cell_dir, f"FAILED pretrain {cell.name}: exit code {rc}, {progress}; "
                            f"see {cell_dir / 'pretrain.out'}")
             return "failed"
+        # the checkpoint decides, not the exit code: a signal after the last epoch was saved, or a run the
+        # runner did not mark before it was killed (cli.py then refuses to resume a finished run, exit 1)
+        if rc != 0:
+            _log(cell_dir, f"pretrain {cell.name}: exit code {rc} after its last epoch was saved ({progress}); "
+                           "counted finished from its checkpoint")
         _write_json(pretrain_dir / PRETRAIN_MARKER, {
             "cell": cell.name, "grid": grid.name, "finished": _now(),
             "checkpoint": str(checkpoint.relative_to(cell_dir)),

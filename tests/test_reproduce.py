@@ -480,6 +480,27 @@ def test_lost_linear_evaluation_is_redone_alone(tiny_sweep, tmp_path):
     assert new["test"] == pytest.approx(old["test"])  # the same evaluation of the same checkpoint
 
 
+def test_a_finished_pretraining_without_its_marker_goes_on_to_the_evaluation(tiny_sweep, tmp_path):
+    """The runner killed between the pretraining's end and its marker: the checkpoint says finished."""
+    grid, original = tiny_sweep
+    out = tmp_path / "out"
+    shutil.copytree(original, out)
+    cell = out / CELLS[0]
+    old = json.loads((cell / "finished.json").read_text())
+    (cell / "finished.json").unlink()
+    (cell / "pretrain" / "finished.json").unlink()
+    shutil.rmtree(cell / "linear")
+    checkpoint = cell / old["checkpoint"]
+    stamp = checkpoint.stat().st_mtime_ns
+    assert sweep.cell_state(cell) == "resume"
+
+    assert run_sweep(grid, out, "--index", "0") == 0  # before: cli.py refused the finished run, FAILED each call
+    assert checkpoint.stat().st_mtime_ns == stamp  # no pretraining reran
+    assert "counted finished from its checkpoint" in (cell / "runner.log").read_text()
+    new = json.loads((cell / "finished.json").read_text())
+    assert new["checkpoint"] == old["checkpoint"] and new["test"] == pytest.approx(old["test"])
+
+
 def test_interrupted_pretraining_resumes_from_last_ckpt(tiny_sweep, tmp_path):
     grid_path, original = tiny_sweep
     grid = sweep.load_grid(grid_path)
