@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check in one go (about 8 minutes on one H100/H200-class GPU; see benchmarks/gpu_check.py):
+# The GPU check in one go (sized for about 8 minutes on one H100/H200-class GPU, not yet measured on one; see benchmarks/gpu_check.py):
 #   bash benchmarks/gpu_check.sh --out results/gpu          # then copy results/gpu/summary.md into benchmarks/README.md
 #   bash benchmarks/gpu_check.sh --tiny --out /tmp/tiny     # CPU dry run of the same code (the tests run it)
 # Then the ResNet-18 recipe's epoch against a bare loop (benchmarks/bench_epoch.py; whole epochs of 50,000

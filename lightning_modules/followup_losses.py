@@ -431,12 +431,14 @@ class ModelAwareContrastiveLoss(ContrastiveLossBase):
     def forward(self, sims: Similarities | Tensor, neg: Tensor | None = None) -> Tensor:
         sims = as_similarities(sims, neg)
         value = super().forward(sims)
-        with torch.no_grad():  # kept for train/temperature; _per_anchor itself changes no state
-            self._last_temperature = self.adaptive_temperature(sims.pos.to(value.dtype))
+        # kept for train/temperature: the t that _per_anchor computed (computing it again here would
+        # cost a second gather of the positives under DDP)
+        self._last_temperature = self._computed_temperature
         return value
 
     def _per_anchor(self, pos: Tensor, neg: Tensor, mask: Tensor | None) -> Tensor:
         t = self.adaptive_temperature(pos)  # 0-dim, no gradient
+        self._computed_temperature = t
         logit_pos = pos / t  # (B, P)
         log_neg = _lse(neg / t, mask)  # (B, 1)
         log_p = logit_pos - torch.logaddexp(logit_pos, log_neg)  # (B, P)

@@ -1,6 +1,6 @@
 """Run discovery: every finished (or partial) run under a folder, and the groups of seeds the reports average.
 
-``scripts/report.py``, ``scripts/claims.py``, ``scripts/compare.py`` and ``scripts/figures.py`` read runs
+``scripts/report.py``, ``scripts/dilemma.py``, ``scripts/compare.py`` and ``scripts/figures.py`` read runs
 only through this module. Two layouts are found under a root folder:
 
 * ``scripts/sweep.py`` cells: ``<cell>/finished.json``, ``<cell>/pretrain/version_N/{config.yaml,metrics.csv}``,

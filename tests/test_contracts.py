@@ -144,16 +144,15 @@ def test_two_classes_with_one_key_are_refused():
 
 # ----------------------------------------------------------------------------------------- layering
 def test_scripts_find_runs_in_one_module_and_share_the_figure_style():
-    """Issue 19 item 6: report, claims, compare and figures read runs through scripts/runs.py; no script imports
+    """Issue 19 item 6: report, compare and figures read runs through scripts/runs.py; no script imports
     report.py; one figure style (callbacks/figure_style.py) for the per-run plots and the report's figures."""
     scripts = ROOT / "scripts"
-    for name in ("report", "claims", "compare", "figures"):
+    for name in ("report", "compare", "figures"):
         assert "scripts.runs" in imported_modules(scripts / f"{name}.py"), name
     for path in sorted(scripts.glob("*.py")):
         names = imported_modules(path)
-        assert "scripts.report" not in names and not ({"scripts.claims", "scripts.figures"} & names
+        assert "scripts.report" not in names and not ({"scripts.claim_catalogue", "scripts.figures"} & names
                                                       and path.stem in ("runs", "catalogue")), path.name
-    assert "scripts.report" not in imported_modules(scripts / "claims.py")
     for path in (ROOT / "callbacks/plots.py", scripts / "figures.py"):
         assert "callbacks.figure_style" in imported_modules(path), path.name
         text = path.read_text()

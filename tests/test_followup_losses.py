@@ -189,6 +189,15 @@ def test_macl_reports_the_temperature_of_the_last_batch():
     loss(sims)
     assert loss.current_temperature().item() == pytest.approx(0.1 * (1 + 0.5 * sims.pos.mean().item()), rel=1e-6)
     assert loss.temperature == 0.1  # the run's label stays t0
+    calls = []
+
+    def counting_gather(x):  # under DDP each call is a collective
+        calls.append(x.shape)
+        return x
+
+    loss.gather = counting_gather
+    loss(sims)
+    assert len(calls) == 1  # the logged temperature reuses the one the loss computed
 
 
 @pytest.mark.parametrize("epoch,expected", [(0, 1.0), (100, 0.55), (200, 0.1), (300, 0.55), (400, 1.0)])

@@ -658,52 +658,6 @@ def test_cpu_grids_resolve_every_cell(grid_name, capsys):
     assert "--model.init_args.lbfgs_probe=true" in linear and "--data.init_args.train_subset=4000" in linear
 
 
-def _cell(column: str, traj: dict[int, dict[str, float]], final: dict[str, float], name: str | None = None):
-    loss, _, tau = column.partition("_tau")
-    return runs.Run(name or column, Path(name or column), "cifar10", loss, float(tau) if tau else None,
-                    1 if name else 0, {"model": {"init_args": {"loss": column}}}, True, max(traj) + 1,
-                    {**{f"val/{k}": v for k, v in traj[max(traj)].items()}, **{k: 100 * v for k, v in final.items()}},
-                    {e: {f"val/{k}": v for k, v in row.items()} for e, row in traj.items()})
-
-
-def test_claims_give_verdict_margin_seed_spread_and_first_epoch():
-    claims = _script("claims")
-
-    def row(u, t, pos=0.6, n1=0.8):
-        return {"uniformity": u, "tolerance": t, "pos_sim": pos, "neg_sim_1": n1}
-
-    cells = [
-        # tau 0.07 overtakes tau 1.0 in uniformity at epoch 1 and keeps it
-        _cell("contrastive_tau0.07", {-1: row(0.2, 0.9), 0: row(1.0, 0.5), 1: row(3.0, 0.1), 2: row(3.4, 0.1)},
-              {"test/top1_last": 0.40, "test/top1_lbfgs": 0.45}),
-        _cell("contrastive_tau0.07", {-1: row(0.2, 0.9), 0: row(1.0, 0.5), 1: row(3.0, 0.1), 2: row(3.2, 0.1)},
-              {"test/top1_last": 0.42, "test/top1_lbfgs": 0.47}, name="contrastive_tau0.07_seed1"),
-        _cell("contrastive_tau0.3", {-1: row(0.2, 0.9), 0: row(1.5, 0.4), 1: row(2.8, 0.2), 2: row(3.0, 0.2)},
-              {"test/top1_last": 0.44, "test/top1_lbfgs": 0.46}),
-        _cell("contrastive_tau1.0", {-1: row(0.2, 0.9), 0: row(2.0, 0.3), 1: row(2.5, 0.3), 2: row(2.6, 0.3)},
-              {"test/top1_last": 0.41, "test/top1_lbfgs": 0.48}),
-    ]
-    rows = {r["claim"]: r for r in claims.evaluate(cells)}
-    uniform = rows["-L_uniformity falls as tau rises (contrastive)"]
-    assert uniform["holds"] and uniform["holds_since_epoch"] == 1
-    assert uniform["margin"] == pytest.approx(3.3 - 2.6) and uniform["seed_spread"] == pytest.approx(0.2)
-    tol = rows["tolerance rises with tau (contrastive)"]
-    assert tol["holds"] and tol["holds_since_epoch"] == 1 and tol["margin"] == pytest.approx(0.2)
-    sgd = rows["accuracy, SGD probe (paper): a moderate tau beats 0.07 and 1.0 (contrastive)"]
-    assert sgd["holds"] and sgd["margin"] == pytest.approx(100 * (0.44 - 0.41))
-    lbfgs = rows["accuracy, L-BFGS probe: a moderate tau beats 0.07 and 1.0 (contrastive)"]
-    assert not lbfgs["holds"] and lbfgs["margin"] == pytest.approx(100 * (0.46 - 0.48))
-    # equal gaps: the Fig 8 gap claim is a strict ordering, so it does not hold
-    assert not rows["Fig 8: the smaller tau, the wider the gap between the positive and the nearest negative"]["holds"]
-    simple = rows["simple is the least uniform"]  # no simple cell: listed as not tested, with what it lacks
-    assert not simple["tested"] and simple["missing"] == ["simple"]
-    hard = rows["accuracy, SGD probe (paper): the hard loss gains at large tau"]
-    assert not hard["tested"] and hard["missing"] == ["hard_contrastive_tau1.0"]
-    text = claims.markdown(list(rows.values()))
-    assert "| -L_uniformity falls as tau rises (contrastive) | yes | +0.700" in text
-    assert "- simple is the least uniform: needs simple" in text.split("Not tested")[1]
-
-
 def test_report_reads_plain_cli_runs_and_says_what_it_looked_for(cifar_small, tmp_path, capsys):
     """Runs of `python cli.py fit` (no sweep) are reported: the linear run is matched to its pretraining."""
     from tests.conftest import quick_args
