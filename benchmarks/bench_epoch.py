@@ -98,6 +98,8 @@ class Interleave(pl.Callback):
                           num_views=trainer.datamodule.num_views, batch=loader.batch_size, device=module.device)
 
     def _bare_epoch(self) -> None:
+        from lightning_modules.contrastive import as_record
+
         b = self._bare
         encoder, negatives, optimizer = b["encoder"], b["negatives"], b["optimizer"]
         encoder.train()
@@ -112,8 +114,8 @@ class Interleave(pl.Callback):
                 break
             index = order[start:start + b["batch"]]  # (B,)
             views = [b["augment"](b["images"][index]) for _ in range(b["num_views"])]  # each (B, 3, s, s)
-            pos, neg = negatives(embed, index, views)
-            loss = b["loss"](pos, neg)
+            sims = as_record(negatives(embed, index, views))  # as the module's training step: a Similarities record
+            loss = b["loss"](sims)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
