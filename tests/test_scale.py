@@ -132,6 +132,10 @@ def test_wandb_offline_run_holds_the_metrics_and_the_config(cifar_small, tmp_pat
     import wandb
 
     wandb.finish()
+    # finish() returns once the run is marked finished, but W&B's service closes the run's stream, which
+    # writes its buffered records to run-*.wandb, after that (ServiceConnection.inform_finish does not wait):
+    # read too soon, the file holds only its 7-byte header. teardown() waits for the service to shut down.
+    wandb.teardown()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     # the offline run's records (protobuf in W&B's log format) hold keys and config values as plain bytes
