@@ -14,6 +14,18 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+@pytest.fixture(autouse=True)
+def no_wandb_run_left_open():
+    """Each test ends with no W&B run in progress: a run left open is reused by the next WandbLogger of the
+    process (Lightning's rule), whose files would then land in the earlier test's folder."""
+    yield
+    import sys
+
+    wandb = sys.modules.get("wandb")  # only where a test imported it: importing it costs seconds
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 @pytest.fixture(scope="session")
 def cifar_small(tmp_path_factory) -> Path:
     """CIFAR-10 python batches holding 256 training and 128 test images of ``tests/data``."""
