@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.verdicts import (ALPHA, HOLDS, NOT_RESOLVED, AllOf, AnyOf, Comparison, Table, Term,  # noqa: E402
-                              decide, from_epoch, greater)
+from scripts.verdicts import (ALPHA, HOLDS, NOT_RESOLVED, NOT_TESTED, AllOf, AnyOf, Comparison, Table, Term,  # noqa: E402
+                              decide, from_epoch, greater, signed)
 
 #: the temperatures each loss needs (grid_cpu3.yaml runs exactly these)
 CONTRASTIVE_TAUS = (0.07, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -36,7 +36,6 @@ HARD_TAUS = (0.07, 0.2, 0.5, 1.0)
 #: "competitive": hard simple at most this many points below a contrastive cell (our reading: the paper gives none)
 COMPETITIVE_POINTS = 2.0
 PROBES = (("top1_last", "SGD probe (the paper's protocol)"), ("top1_lbfgs", "L-BFGS probe (ours)"))
-NOT_TESTED = "not tested"
 
 
 def c(tau: float) -> str:
@@ -213,8 +212,6 @@ def evaluate(table: Table, claims: list[Claim] | None = None, alpha: float = ALP
     return rows
 
 
-def _num(x: float) -> str:
-    return f"{x:+.3f}" if abs(x) != float("inf") else ("+inf" if x > 0 else "-inf")
 
 
 def markdown(rows: list[dict]) -> str:
@@ -230,7 +227,7 @@ def markdown(rows: list[dict]) -> str:
         outcome = f"**{r['outcome']}**" if r["outcome"] != NOT_RESOLVED else r["outcome"]
         if r["reason"]:
             outcome += f" ({r['reason']})"
-        margin = f"{_num(r['margin'])} [{_num(r['low'])}, {_num(r['high'])}] ({r['decisive']}; {100 * r['level']:.1f}%)"
+        margin = f"{signed(r['margin'])} [{signed(r['low'])}, {signed(r['high'])}] ({r['decisive']}; {100 * r['level']:.1f}%)"
         seeds = "-".join(map(str, (r["seeds"][0], r["seeds"][-1]))) if len(r["seeds"]) > 1 else str(r["seeds"][0])
         since = "—" if not r["per_epoch"] else ("not at the end" if r["from_epoch"] is None else str(r["from_epoch"]))
         lines.append(f"| {quote} | {r['source']} | {r['test']} | {outcome} | {margin} | {seeds} | {since} |")

@@ -70,10 +70,8 @@ if str(ROOT) not in sys.path:
 
 from scripts import report_data  # noqa: E402
 from scripts.runs import Group, Run, families, family_labels, find_runs, group_runs, versions  # noqa: E402
-from scripts.verdicts import (ALPHA, CONTRADICTED, HOLDS, NOT_RESOLVED, AllOf, AnyOf, Estimate, SeedRecord,  # noqa: E402
-                              decide, greater, pooled_variances)
-
-NOT_TESTED = "not tested"
+from scripts.verdicts import (ALPHA, CONTRADICTED, HOLDS, NOT_RESOLVED, NOT_TESTED, AllOf, AnyOf, Estimate,  # noqa: E402
+                              SeedRecord, any_of, decide, greater, pooled_variances, signed)
 FNR = "train/false_negative_rate"
 #: question 3: the correlation above which false negatives "explain" tolerance (r^2 >= 0.25)
 EXPLAINS = 0.5
@@ -239,19 +237,11 @@ def beyond_curve(cells: list[Cell], alpha: float = ALPHA, draws: int = DRAWS, se
         low, high = (float(v) for v in np.quantile(d, [(1 - level) / 2, (1 + level) / 2]))
         outcome = HOLDS if low > 0 else CONTRADICTED if high < 0 else NOT_RESOLVED
         per_cell[c.key] = Estimate(f"distance({c.key})", value, low, high, outcome, level)
-    return Answer(q, *_any(list(per_cell.values())), per_cell=per_cell,
+    return Answer(q, *any_of([(e.outcome, e) for e in per_cell.values()]), per_cell=per_cell,
                   detail=f"{len(curve)} contrastive taus, {len(others)} other cells; units: the curve's span "
                          f"(tolerance {sx:.3g}, -L_uniformity {sy:.3g})")
 
 
-def _any(estimates: list[Estimate]) -> tuple[str, Estimate]:
-    """``AnyOf`` in three-valued logic (as scripts/verdicts.py): the outcome and the deciding estimate."""
-    holding = [e for e in estimates if e.outcome == HOLDS]
-    if holding:
-        return HOLDS, max(holding, key=lambda e: e.low)
-    if all(e.outcome == CONTRADICTED for e in estimates):
-        return CONTRADICTED, max(estimates, key=lambda e: e.high)
-    return NOT_RESOLVED, max(estimates, key=lambda e: e.low)
 
 
 # ------------------------------------------------------------- question 2
@@ -396,8 +386,6 @@ def wall_time(root: Path) -> dict[str, float | int] | None:
 
 
 # -------------------------------------------------------------------- report
-def _num(x: float) -> str:
-    return "—" if x is None or math.isnan(x) else (f"{x:+.3f}" if abs(x) != math.inf else ("+inf" if x > 0 else "-inf"))
 
 
 def _spread(values: list[float], digits: int) -> str:
@@ -418,8 +406,8 @@ def markdown(answers: list[Answer], cells: list[Cell], missing: list[str], wall:
             lines.append(f"| {a.question} | not tested: {a.detail}"
                          + (f"; missing {', '.join(a.missing)}" if a.missing else "") + " | — | — |")
             continue
-        margin = "—" if a.estimate is None else (f"{_num(a.estimate.value)} [{_num(a.estimate.low)}, "
-                                                 f"{_num(a.estimate.high)}] ({a.estimate.text}; "
+        margin = "—" if a.estimate is None else (f"{signed(a.estimate.value)} [{signed(a.estimate.low)}, "
+                                                 f"{signed(a.estimate.high)}] ({a.estimate.text}; "
                                                  f"{100 * a.estimate.level:.1f}%)")
         reason = f" ({a.estimate.reason})" if a.estimate is not None and a.estimate.reason else ""
         extra = f"; also missing {', '.join(a.missing)}" if a.missing else ""
@@ -434,7 +422,7 @@ def markdown(answers: list[Answer], cells: list[Cell], missing: list[str], wall:
     for c in cells:
         def verdict(per: dict[str, Estimate]) -> str:
             e = per.get(c.key)
-            return "—" if e is None else f"{e.outcome}: {_num(e.value)} [{_num(e.low)}, {_num(e.high)}]"
+            return "—" if e is None else f"{e.outcome}: {signed(e.value)} [{signed(e.low)}, {signed(e.high)}]"
 
         lines.append(f"| {c.key}{' (curve)' if c.curve else ''} | {len(c.seeds)} | {_spread(c.values('uniformity'), 3)}"
                      f" | {_spread(c.values('tolerance'), 3)} | {_spread(c.values('top1_last'), 2)} | "

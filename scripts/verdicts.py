@@ -33,6 +33,8 @@ import numpy as np
 from scipy import stats
 
 HOLDS, NOT_RESOLVED, CONTRADICTED = "holds", "not resolved", "contradicted"
+#: the outcome of a claim or question whose cells did not run: no verdict is made up
+NOT_TESTED = "not tested"
 #: the family-wise error of one claim's outcome
 ALPHA = 0.05
 #: accuracy quantities (percent) whose noise includes the finite test set
@@ -252,10 +254,24 @@ def _decide(node, table, epoch, level, pooled) -> tuple[str, Estimate]:
             return CONTRADICTED, min((e for e in estimates if e.outcome == CONTRADICTED), key=lambda e: e.high)
         outcome = HOLDS if all(o == HOLDS for o in outcomes) else NOT_RESOLVED
         return outcome, min(estimates, key=lambda e: (e.low, -e.high))  # the weakest link
+    return any_of(results)
+
+
+def any_of(results: list[tuple[str, "Estimate"]]) -> tuple[str, "Estimate"]:
+    """``AnyOf`` in three-valued logic: holds if any part holds, contradicted if every part is, else not
+    resolved; with the deciding estimate (the strongest holding part, or the one nearest to holding)."""
+    outcomes = [o for o, _ in results]
     if HOLDS in outcomes:
-        return HOLDS, max((e for e in estimates if e.outcome == HOLDS), key=lambda e: e.low)
+        return HOLDS, max((e for o, e in results if o == HOLDS), key=lambda e: e.low)
     outcome = CONTRADICTED if all(o == CONTRADICTED for o in outcomes) else NOT_RESOLVED
-    return outcome, max(estimates, key=lambda e: (e.high if outcome == CONTRADICTED else e.low))
+    return outcome, max((e for _, e in results), key=lambda e: (e.high if outcome == CONTRADICTED else e.low))
+
+
+def signed(x: float | None) -> str:
+    """A margin or bound for the reports: ``+0.123``, ``-inf``, or ``—`` when there is none."""
+    if x is None or math.isnan(x):
+        return "—"
+    return f"{x:+.3f}" if abs(x) != math.inf else ("+inf" if x > 0 else "-inf")
 
 
 def from_epoch(node, table: Table, alpha: float = ALPHA) -> int | None:
