@@ -28,6 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import callbacks  # noqa: F401  (the callbacks' classes, for class_path)
@@ -447,6 +448,7 @@ class SuiteCLI(LightningCLI):
         self.trainer.callbacks.append(RequeueAtBatchBoundary())
         if getattr(self, "_resume_folder", None) is not None:
             keep_metrics_up_to_the_checkpoint(self.trainer, self._resume_folder, self._resume_checkpoint[1])
+            self.trainer.callbacks.append(ResumeIntoLastCheckpoint(self._resume_checkpoint[0]))
 
     def before_validate(self) -> None:
         self._before_run()
@@ -771,6 +773,27 @@ def continue_run(config, folder: Path | None, ckpt: dict[str, Any]) -> None:
             if not init_args.get("id"):
                 init_args.id = run["wandb_id"]
                 os.environ.setdefault("WANDB_RESUME", "allow")  # continue it where it exists, else start it
+
+
+class ResumeIntoLastCheckpoint(Callback):
+    """A resumed run writes its ``last.ckpt`` over the one it resumed from, wherever the run folder now lies.
+
+    ``ModelCheckpoint`` restores the name of its last checkpoint only when its folder is the one the
+    checkpoint recorded; for a run folder moved or copied since (scratch to home, another machine), it
+    would save ``last-v1.ckpt`` beside the stale ``last.ckpt``, which the sweep and a later resume read.
+
+    Args:
+        resumed: the checkpoint the run resumed from.
+    """
+
+    def __init__(self, resumed: Path) -> None:
+        self.resumed = Path(resumed).expanduser().resolve()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        for callback in trainer.checkpoint_callbacks:
+            folder = getattr(callback, "dirpath", None)
+            if folder and not callback.last_model_path and Path(folder).resolve() / self.resumed.name == self.resumed:
+                callback.last_model_path = str(self.resumed)  # overwritten in place, as an unmoved run's is
 
 
 def requeued_checkpoint(config) -> Path | None:

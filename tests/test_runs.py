@@ -205,6 +205,20 @@ def test_a_linear_evaluation_checkpoint_is_refused_as_pretrained(cifar_small, tm
         f"expected a pretraining checkpoint, e.g. runs/pretrain/version_N/checkpoints/last.ckpt: use {pretrained}")
 
 
+def test_a_moved_run_folder_resumes_into_its_own_last_checkpoint(cifar_small, tmp_path):
+    """A run folder moved elsewhere (scratch to home, another machine) and resumed: last.ckpt is the final epoch."""
+    base = quick_args(cifar_small, tmp_path / "a", epochs=1)
+    assert cli.run_from_command_line(base) == 0
+    moved = tmp_path / "b"
+    (tmp_path / "a").rename(moved)
+    folder = run_dir(moved)
+    last = folder / "checkpoints" / "last.ckpt"
+    args = [a.replace(str(tmp_path / "a"), str(moved)) for a in base]
+    assert cli.run_from_command_line([*args, f"--ckpt_path={last}", "--trainer.max_epochs=2"]) == 0
+    assert not list((folder / "checkpoints").glob("last-v*.ckpt"))  # before: last-v1.ckpt beside a stale last.ckpt
+    assert torch.load(last, map_location="cpu", weights_only=True)["run"]["epochs_completed"] == 2
+
+
 @pytest.mark.slow  # W&B's offline run costs a few seconds to start and stop
 def test_resume_continues_the_same_wandb_run(cifar_small, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
