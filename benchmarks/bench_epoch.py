@@ -19,6 +19,10 @@ CPU seconds are also printed: the training process's (both sides), and separatel
 the worker processes that augment the metrics' views in the background (``prefetch_views``),
 counted when they end, over all epochs.
 
+``--profile`` adds where the suite's epoch goes: Lightning's simple profiler with its clock
+switched to the training process's CPU time (``time.process_time``, so other load on the
+machine does not enter), averaged over epochs 1.. (the bare epochs are left out).
+
 The data: ``--data-dir`` (CIFAR-10 python format), else the repository's 1,000 + 200 real
 images of ``tests/data`` repeated to the recipe's sizes in a temporary folder (a repeated
 image costs the same).
@@ -43,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pytorch_lightning as pl  # noqa: E402
+from pytorch_lightning.profilers import SimpleProfiler  # noqa: E402
 
 #: recipe -> (extra YAML files after configs/base.yaml, extra flags, train images, test images)
 RECIPES = {
@@ -55,6 +60,31 @@ CPU_WORKERS = {
     "cpu": None,
     "resnet18": 0,
 }
+
+
+class CPUTimeProfiler(SimpleProfiler):
+    """Lightning's simple profiler timing each action in CPU seconds of this process."""
+
+    def start(self, action_name: str) -> None:
+        super().start(action_name)
+        self.current_actions[action_name] = time.process_time()
+
+    def stop(self, action_name: str) -> None:
+        end = time.process_time()
+        self.recorded_durations[action_name].append(end - self.current_actions.pop(action_name))
+
+    def totals(self) -> dict[str, float]:
+        return {name: sum(durations) for name, durations in self.recorded_durations.items()}
+
+
+#: the profile's rows: (label, the profiler's action names whose CPU time it sums)
+PROFILE_ROWS = [
+    ("`run_training_batch` (forward, backward, optimiser, bank update)", ["run_training_batch"]),
+    ("`on_after_batch_transfer` (the device augmentation)", ["on_after_batch_transfer"]),
+    ("`train_dataloader_next` (reading the uint8 batches)", ["train_dataloader_next"]),
+    ("`EmbeddingMetrics.on_train_epoch_end` (the metrics pass, checkpoints first)",
+     ["[Callback]EmbeddingMetrics.on_train_epoch_end"]),
+]
 
 
 class Interleave(pl.Callback):
@@ -70,6 +100,7 @@ class Interleave(pl.Callback):
         self.metrics_cpu: list[float] = []
         self._start: tuple[float, float] | None = None
         self._bare: dict | None = None
+        self.profile_from: dict[str, float] | None = None  # the profiler's totals when epoch 1 starts
 
     def time_metrics(self, callback: pl.Callback) -> None:
         """Time ``callback.on_train_epoch_end`` (the metrics pass) inside each suite epoch."""
@@ -135,6 +166,8 @@ class Interleave(pl.Callback):
             self.suite_cpu.append(now[1] - self._start[1])
         if self._bare is None:
             self._bare_setup(trainer, pl_module)
+        if trainer.current_epoch == 1 and isinstance(trainer.profiler, CPUTimeProfiler):
+            self.profile_from = trainer.profiler.totals()
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
             self._bare_epoch()
         after = self._now(pl_module.device)
@@ -195,8 +228,13 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     for callback in run.trainer.callbacks:
         if isinstance(callback, EmbeddingMetrics):
             timer.time_metrics(callback)
+    if opts.profile:
+        run.trainer.profiler = CPUTimeProfiler()
     children = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
     run.trainer.fit(run.model, datamodule=run.datamodule)
+    profile = None
+    if opts.profile and timer.profile_from is not None:
+        profile = {k: v - timer.profile_from.get(k, 0.0) for k, v in run.trainer.profiler.totals().items()}
     run.trainer.callbacks.clear()  # the metrics' loaders go, and their workers end (and are counted)
     import gc
 
@@ -206,7 +244,27 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     return dict(recipe=name, steps=len(run.trainer.train_dataloader) if steps is None else steps,
                 suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
                 metrics=timer.metrics, metrics_cpu=timer.metrics_cpu,
-                ratios=ratios, workers_cpu=workers_cpu)
+                ratios=ratios, workers_cpu=workers_cpu, profile=profile)
+
+
+def report_profile(result: dict) -> None:
+    """Seconds of the training process's CPU an epoch, by part, over epochs 1.. of the suite."""
+    epochs = len(result["suite_cpu"]) - 1
+    profile = result["profile"]
+    epoch = sum(result["suite_cpu"][1:]) / epochs
+    steps = sum(result["bare_cpu"][1:]) / epochs
+    print(f"\nwhere the suite's epoch goes: CPU s of the training process an epoch, epochs 1..{epochs}")
+    print("| part | CPU s an epoch | share |")
+    print("|---|---:|---:|")
+    listed = 0.0
+    for label, names in PROFILE_ROWS:
+        seconds = sum(v for k, v in profile.items() if any(k == n or k.endswith("." + n) for n in names)) / epochs
+        listed += seconds
+        print(f"| {label} | {seconds:.2f} | {seconds / epoch:.0%} |")
+    print(f"| the rest of the epoch (Lightning's loop and logging, other callbacks) | {epoch - listed:.2f} | "
+          f"{(epoch - listed) / epoch:.0%} |")
+    print(f"| the suite's epoch / the bare loop's (augmentation + steps) | {epoch:.2f} / {steps:.2f} = "
+          f"{epoch / steps:.2f} | |")
 
 
 def report(result: dict) -> None:
@@ -225,6 +283,8 @@ def report(result: dict) -> None:
         print(f"ratio suite / bare over epochs 1..: min {min(r):.3f}, median {statistics.median(r):.3f} "
               f"(CPU time of the training process: min {min(cpu):.3f}, median {statistics.median(cpu):.3f})")
     print(f"CPU of the metrics' background workers, all epochs: {result['workers_cpu']:.2f} s")
+    if result.get("profile") is not None:
+        report_profile(result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the recipe's)")
     parser.add_argument("--views-on-device", action="store_true",
                         help="EmbeddingMetrics(views_on_device=true): the test views from the device augmentation")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the suite's epoch goes (CPU time by part, Lightning's profiler)")
     opts = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     names = [n.strip() for n in opts.recipes.split(",") if n.strip()]

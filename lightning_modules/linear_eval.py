@@ -204,6 +204,7 @@ class LinearEvalModule(SuiteModule):
         self.num_classes = num_classes
         self.num_samples = num_samples
         self.train_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.track_epoch_means("train/loss_epoch")
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
         self.test_last = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -271,10 +272,15 @@ class LinearEvalModule(SuiteModule):
             feats = self.features(images)  # (B, F)
         logits = self.classifier(feats)  # (B, C)
         loss = F.cross_entropy(logits, label)
-        self.train_top1(logits.detach(), label)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
+        self.train_top1.update(logits.detach(), label)  # computed and logged once, at the end of the epoch
+        self.add_to_epoch_means(len(label), loss)
+        if self.logs_this_step():  # a self.log costs more than this step's linear layer (see SuiteModule)
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_means(prog_bar=["train/loss_epoch"])
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         _, images, label = batch
