@@ -119,12 +119,17 @@ class SuiteModule(pl.LightningModule):
         """Whether Lightning writes step metrics after this training step (every ``log_every_n_steps``).
 
         Step values logged only then reach the loggers exactly as before and cost nothing at
-        the other steps; the progress bar shows the last one written.
+        the other steps; the progress bar shows the last one written. Lightning's own test
+        counts the batches that stepped the optimiser, which is ``global_step`` for these
+        modules (one optimiser, a step for every batch or accumulated group).
         """
-        trainer = self._trainer
-        if trainer is None:  # outside a Trainer, self.log would only warn
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # outside a Trainer, self.log would only warn
             return False
-        return bool(trainer.fast_dev_run) or trainer._logger_connector.should_update_logs
+        every = trainer.log_every_n_steps
+        return bool(trainer.fast_dev_run) or trainer.should_stop or (
+            every > 0 and (self.global_step + 1) % every == 0)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the checkpoint readable without unpickling code (``torch.load(weights_only=True)``).
