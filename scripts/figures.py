@@ -39,7 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from callbacks.figure_style import save_figure  # noqa: E402
 from scripts import catalogue  # noqa: E402
-from scripts.runs import Group, Run, family_labels, find_runs, group_runs  # noqa: E402
+from scripts.runs import FIG8_KEYS, Group, Run, family_labels, find_runs, group_runs  # noqa: E402
 
 #: (metric key in metrics.csv, panel title) of the trajectory figure
 TRAJECTORY_PANELS = (("val/uniformity", "-L_uniformity (test split)"),
@@ -611,9 +611,9 @@ def seed_figures(groups: Sequence, out: str | Path, paper: Mapping | None = None
         ordered = sorted((g for g in groups if g.dataset == d),
                          key=lambda g: (loss_of[id(g)], g.temperature is not None, g.temperature or 0.0, g.key))
         panels: dict[str, dict] = {}
-        for title, pos_key, neg_key in (("positive: a second view (test images)", "val/pos_sim", "val/neg_sim_{}"),
-                                        ("positive: its own bank entry, the paper's s_ii (training images)",
-                                         "val/pos_sim_bank", "val/neg_sim_bank_top{}")):
+        for title, (pos_key, neg_key) in (("positive: a second view (test images)", FIG8_KEYS["view"]),
+                                          ("positive: its own bank entry, the paper's s_ii (training images)",
+                                           FIG8_KEYS["bank"])):
             profiles = {}
             for g in ordered:
                 runs = [r for r in g.runs if pos_key in r.metrics and neg_key.format(1) in r.metrics]

@@ -35,18 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.runs import Group, Run, column_key, families, family_differences, group_runs  # noqa: E402
+from scripts.runs import FIG8_KEYS, Group, Run, column_key, families, family_differences, group_runs  # noqa: E402
 from scripts.verdicts import SeedRecord, Table  # noqa: E402
 
 INDEX = "runs.json.gz"
 FINAL = "final"
 #: catalogue quantity -> metric key (Run.metrics / trajectory; accuracies in percent)
-QUANTITIES = {"uniformity": "val/uniformity", "tolerance": "val/tolerance", "pos_sim": "val/pos_sim",
-              "neg_sim_1": "val/neg_sim_1", "pos_sim_bank": "val/pos_sim_bank",
-              "neg_sim_bank_top1": "val/neg_sim_bank_top1", "top1_last": "test/top1_last",
-              "top1_lbfgs": "test/top1_lbfgs"}
+QUANTITIES = {"uniformity": "val/uniformity", "tolerance": "val/tolerance",
+              "pos_sim": FIG8_KEYS["view"][0], "neg_sim_1": FIG8_KEYS["view"][1].format(1),
+              "pos_sim_bank": FIG8_KEYS["bank"][0], "neg_sim_bank_1": FIG8_KEYS["bank"][1].format(1),
+              "top1_last": "test/top1_last", "top1_lbfgs": "test/top1_lbfgs"}
 #: derived quantity -> (minuend, subtrahend)
-DERIVED = {"gap": ("pos_sim", "neg_sim_1"), "gap_bank": ("pos_sim_bank", "neg_sim_bank_top1")}
+DERIVED = {"gap": ("pos_sim", "neg_sim_1"), "gap_bank": ("pos_sim_bank", "neg_sim_bank_1")}
 #: linear evaluation's probe -> the accuracy quantity it scores
 PROBES = {"sgd": "top1_last", "lbfgs": "top1_lbfgs"}
 

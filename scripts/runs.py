@@ -43,6 +43,8 @@ NOT_RECIPE = ("seed_everything", "ckpt_path", "trainer.logger", "trainer.default
               "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.profiler",
               "data.init_args.num_workers",
               "overwrite_run", "allow_changed_hparams")  # cli.py's run-management flags (issue 16's branch)
+#: Fig 8's two similarity profiles as EmbeddingMetrics logs them: positive key, k-th nearest negative key format
+FIG8_KEYS = {"view": ("val/pos_sim", "val/neg_sim_{}"), "bank": ("val/pos_sim_bank", "val/neg_sim_bank_{}")}
 #: callback arguments that name folders or files, not what is trained or measured
 CALLBACK_PATHS = ("dirpath", "filename")
 #: callbacks that only show progress

@@ -86,7 +86,7 @@ def synthetic_runs(folder: Path) -> list[Run]:
             final = {"val/uniformity": (3.7 if is_hard else 3.6 - t / 2) + d,
                      "val/tolerance": (0.1 + 0.01 * t if is_hard else 0.1 + 0.1 * t) + d / 10,
                      "val/pos_sim": 0.4 + 0.3 * min(t, 1) + d, "val/neg_sim_1": 0.4 + 0.8 * min(t, 1) + d,
-                     "val/pos_sim_bank": 0.5 + 0.3 * min(t, 1) + d, "val/neg_sim_bank_top1": 0.5 + 0.6 * min(t, 1)}
+                     "val/pos_sim_bank": 0.5 + 0.3 * min(t, 1) + d, "val/neg_sim_bank_1": 0.5 + 0.6 * min(t, 1)}
             p = {0.2: 0.6, 0.3: 0.6}.get(t, 0.5) if loss == "contrastive" else 0.3 if loss == "simple" else \
                 0.6 if loss == "hard_simple" else 0.5 + 0.1 * t
             correct = (hard < p) ^ (rng.random(500) < 0.02)
@@ -157,7 +157,7 @@ def test_seed_figures_draw_every_loss_with_bands_bars_and_both_positives(tmp_pat
     for r in runs:  # the full Fig 8 profile, both ways
         for k in range(2, 11):
             r.metrics[f"val/neg_sim_{k}"] = r.metrics["val/neg_sim_1"] - 0.02 * k
-            r.metrics[f"val/neg_sim_bank_top{k}"] = r.metrics["val/neg_sim_bank_top1"] - 0.02 * k
+            r.metrics[f"val/neg_sim_bank_{k}"] = r.metrics["val/neg_sim_bank_1"] - 0.02 * k
     groups = group_runs(runs)
     from scripts import catalogue
 
