@@ -16,9 +16,10 @@ answered holds / not resolved / contradicted by the rule of ``scripts/verdicts.p
    direction of rising tolerance), negative inside. (The dilemma's curve falls: uniformity is lost as
    tolerance is gained. Where a stretch of it rises instead, "beyond" there means more uniform at the same
    tolerance.) Its interval is a parametric bootstrap over seeds: every
-   cell's mean (the curve's and the cell's) is redrawn as ``mean + se * t(n - 1)`` per quantity (the seeds'
-   standard error; the pooled spread of :func:`scripts.verdicts.pooled_variances` for a single seed), the
-   curve rebuilt and the distance recomputed; percentile interval. The question holds when one cell's
+   cell's mean point (the curve's and the cell's) is redrawn from a bivariate t with the seeds' covariance
+   of (tolerance, uniformity) over their number, so that a seed moving both coordinates moves the point as
+   a whole (the pooled variances of :func:`scripts.verdicts.pooled_variances`, uncorrelated, for a single
+   seed), the curve rebuilt and the distance recomputed; percentile interval. The question holds when one cell's
    interval lies above 0 and is contradicted when every cell's lies below 0 (``AnyOf``). The cells are every
    cell but the curve's points: the study's, and also the paper's hard and simple losses when the curve's
    folder holds them (runs/cpu3 does), labelled as such in the per-cell table.
@@ -52,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
 import math
 import re
@@ -69,6 +69,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scripts import report_data  # noqa: E402
+from scripts.grid_times import summary as grid_summary, summary_lines  # noqa: E402
 from scripts.runs import Group, Run, families, family_labels, find_runs, group_runs, versions  # noqa: E402
 from scripts.verdicts import (ALPHA, CONTRADICTED, HOLDS, NOT_RESOLVED, NOT_TESTED, AllOf, AnyOf, Estimate,  # noqa: E402
                               SeedRecord, any_of, decide, greater, pooled_variances, signed)
@@ -168,16 +169,24 @@ def cells_of(groups: list[Group]) -> list[Cell]:
 
 
 # ------------------------------------------------------------- question 1
-def _draw(cell: Cell, quantity: str, pooled: dict, rng: np.random.Generator, draws: int) -> np.ndarray:
-    """``draws`` redraws of the cell's mean: mean + se * t(df) (the pooled spread for one seed)."""
-    values = cell.values(quantity)
-    if len(values) >= 2:
-        var, df = float(np.var(values, ddof=1)), len(values) - 1
-    elif quantity in pooled:
-        var, df = pooled[quantity]
+def _draw(cell: Cell, pooled: dict, rng: np.random.Generator, draws: int) -> tuple[np.ndarray, np.ndarray]:
+    """``draws`` redraws of the cell's mean point (tolerance, -L_uniformity), each (D,).
+
+    The two coordinates are drawn together, as a seed moves both: a bivariate t with the seeds' sample
+    covariance over their number and ``n - 1`` degrees of freedom. A cell with one seed takes the pooled
+    variances of :func:`scripts.verdicts.pooled_variances` and no correlation (none can be measured).
+    """
+    t, u = np.array(cell.values("tolerance")), np.array(cell.values("uniformity"))
+    n = len(t)
+    if n >= 2:
+        cov, df = np.cov(np.stack([t, u]), ddof=1), n - 1  # (2, 2)
     else:
-        var, df = 0.0, 1  # flagged by the caller: the interval cannot be trusted
-    return float(np.mean(values)) + math.sqrt(var / len(values)) * rng.standard_t(df, size=draws)  # (D,)
+        (vt, dft), (vu, dfu) = pooled.get("tolerance", (0.0, 1)), pooled.get("uniformity", (0.0, 1))
+        cov, df = np.diag([vt, vu]), min(dft, dfu)  # zero variance without a pooled one: flagged by the caller
+    z = rng.multivariate_normal(np.zeros(2), cov / n, size=draws, method="svd")  # (D, 2); svd: a rank-1 cov is fine
+    scale = np.sqrt(df / rng.chisquare(df, size=draws))[:, None]  # (D, 1): one t scale for both coordinates
+    point = np.array([t.mean(), u.mean()]) + z * scale  # (D, 2)
+    return point[:, 0], point[:, 1]
 
 
 def signed_distance(x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
@@ -217,8 +226,9 @@ def beyond_curve(cells: list[Cell], alpha: float = ALPHA, draws: int = DRAWS, se
     rng = np.random.default_rng(seed)
     sx = np.ptp([c.mean("tolerance") for c in curve]) or 1.0  # the curve's span: the axes' unit
     sy = np.ptp([c.mean("uniformity") for c in curve]) or 1.0
-    cx = np.stack([_draw(c, "tolerance", pooled, rng, draws) for c in curve], 1) / sx  # (D, P)
-    cy = np.stack([_draw(c, "uniformity", pooled, rng, draws) for c in curve], 1) / sy  # (D, P)
+    points = [_draw(c, pooled, rng, draws) for c in curve]
+    cx = np.stack([x for x, _ in points], 1) / sx  # (D, P)
+    cy = np.stack([y for _, y in points], 1) / sy  # (D, P)
     mx = np.array([[c.mean("tolerance") / sx for c in curve]])  # (1, P)
     my = np.array([[c.mean("uniformity") / sy for c in curve]])
     level = 1 - alpha / len(others)
@@ -226,8 +236,8 @@ def beyond_curve(cells: list[Cell], alpha: float = ALPHA, draws: int = DRAWS, se
     for c in others:
         value = float(signed_distance(np.array([c.mean("tolerance") / sx]), np.array([c.mean("uniformity") / sy]),
                                       mx, my)[0])
-        d = signed_distance(_draw(c, "tolerance", pooled, rng, draws) / sx,
-                            _draw(c, "uniformity", pooled, rng, draws) / sy, cx, cy)  # (D,)
+        x, y = _draw(c, pooled, rng, draws)
+        d = signed_distance(x / sx, y / sy, cx, cy)  # (D,)
         unknown = [k.key for k in [*curve, c] for qq in ("tolerance", "uniformity")
                    if len(k.values(qq)) < 2 and qq not in pooled]
         if unknown:
@@ -357,34 +367,6 @@ def missing_cells(roots: list[Path], grids: list[Path], names: list[str | None])
     return out
 
 
-def wall_time(root: Path) -> dict[str, float | int] | None:
-    """The study's wall time from its cells' ``runner.log`` (scripts/sweep.py): the first ``start`` to the last
-    ``done``, and the sum of every cell's own first start to its done (both in seconds); None when no cell is done.
-    A study run over several sessions counts the time between them too (the first figure), not the second."""
-    stamp = re.compile(r"^(\S+) (?:pretrain \S+: (start)|(done) \S+:)")  # "<time> pretrain <cell>: start", "<time> done <cell>: ..."
-    first, last, total, cells = None, None, 0.0, 0
-    for log in sorted(root.glob("**/runner.log")):
-        starts, done = [], None
-        for line in log.read_text().splitlines():
-            m = stamp.match(line)
-            if m is None:
-                continue
-            when = dt.datetime.fromisoformat(m.group(1))
-            if m.group(2) == "start":
-                starts.append(when)
-            else:
-                done = when
-        if done is None or not starts:
-            continue
-        first = min(first or starts[0], starts[0])
-        last = max(last or done, done)
-        total += (done - starts[0]).total_seconds()
-        cells += 1
-    if not cells:
-        return None
-    return {"wall_s": (last - first).total_seconds(), "cell_s": total, "cells": cells}
-
-
 # -------------------------------------------------------------------- report
 
 
@@ -429,9 +411,8 @@ def markdown(answers: list[Answer], cells: list[Cell], missing: list[str], wall:
                      f"{_spread(c.values('top1_lbfgs'), 2)} | {_spread(c.values('fnr'), 3)} | {verdict(q1)} | "
                      f"{verdict(q2)} |")
     if wall:
-        lines += ["", f"Wall time of the study's folder (its runner logs): {wall['wall_s']:.0f} s from the first "
-                  f"start to the last done ({wall['wall_s'] / 3600:.2f} h); {wall['cell_s']:.0f} s summed over its "
-                  f"{wall['cells']} finished cells."]
+        lines += ["", "Wall time of the study's folder (`scripts/grid_times.py` on its runner logs): "
+                  + " ".join(summary_lines(wall))]
     if missing:
         lines += ["", f"Cells without a finished run ({len(missing)}): " + ", ".join(missing)]
     return "\n".join(lines) + "\n"
@@ -477,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
             add_false_negative_rate(run)
         grids, patterns = [CURVE_GRID, STUDY_GRID][:len(opts.runs)], [r"contrastive_tau", None][:len(opts.runs)]
         missing = missing_cells(opts.runs, grids, patterns)
-        wall = wall_time(opts.runs[-1]) if len(opts.runs) == 2 else None
+        wall = grid_summary(opts.runs[-1]) if len(opts.runs) == 2 else None
     if not runs:
         print(f"error: no finished run in {', '.join(map(str, opts.runs)) or opts.from_data}: run the grids first "
               "(docs/reproduce.md, \"Beyond the paper\")", file=sys.stderr)

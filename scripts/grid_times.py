@@ -51,8 +51,14 @@ def attempts(log: Path) -> tuple[list[tuple[str, datetime, datetime]], bool]:
     return timed, broken or open_stage is not None  # an attempt still open: running, or killed unlogged
 
 
-def table(folder: Path, gap_minutes: float = 10.0) -> str:
-    rows, whole, spans = [], [], []
+def summary(folder: Path, gap_minutes: float = 10.0) -> dict | None:
+    """Per-cell seconds and the grid's figures (module docstring); None when no cell has a timed attempt.
+
+    Keys: ``cells`` (name -> {pretrain, linear, note}), ``whole`` (seconds of the finished cells timed
+    whole), ``first`` and ``last`` (ISO times), ``span_s`` (last - first), ``idle_s`` and ``gaps`` (the
+    stretches of more than ``gap_minutes`` with no cell running), ``running_s`` (span minus idle).
+    """
+    cells, whole, spans = {}, [], []
     for log in sorted(folder.glob("*/runner.log")):
         timed, broken = attempts(log)
         if not timed:
@@ -61,32 +67,49 @@ def table(folder: Path, gap_minutes: float = 10.0) -> str:
                    for stage in ("pretrain", "linear")}
         finished = (log.parent / "finished.json").is_file()
         note = "an attempt ended unlogged (or is running): not timed" if broken else ("" if finished else "not finished")
-        rows.append(f"| {log.parent.name} | {seconds['pretrain']:.0f} | {seconds['linear']:.0f} | "
-                    f"{seconds['pretrain'] + seconds['linear']:.0f} | {note} |")
+        cells[log.parent.name] = {**seconds, "note": note}
         if finished and not broken:
             whole.append(seconds["pretrain"] + seconds["linear"])
         spans += [(s, e) for _, s, e in timed]
     if not spans:
-        return f"no timed cell under {folder}\n"
+        return None
     spans.sort()
     gaps, reach = [], spans[0][1]
     for s, e in spans[1:]:
         if (s - reach).total_seconds() > gap_minutes * 60:
             gaps.append((reach, s))
         reach = max(reach, e)
-    first, last = spans[0][0], reach
-    lines = [f"# Wall time of the cells under `{folder.name}/` (from `scripts/grid_times.py`)", "",
-             "Seconds per cell from the runner logs: pretraining and linear evaluation (both probes), each attempt",
-             "from its start or resume to its end; two cells ran at a time, one thread each.", "",
-             "| cell | pretraining s | linear s | cell s | note |", "|---|---:|---:|---:|---|", *rows, ""]
+    span = (reach - spans[0][0]).total_seconds()
+    idle = sum((b - a).total_seconds() for a, b in gaps)
+    return {"cells": cells, "whole": whole, "first": spans[0][0].isoformat(), "last": reach.isoformat(),
+            "span_s": span, "idle_s": idle, "gaps": len(gaps), "running_s": span - idle, "gap_minutes": gap_minutes}
+
+
+def summary_lines(info: dict) -> list[str]:
+    """The summary's sentences (also in ``scripts/dilemma.py``'s report)."""
+    lines = []
+    whole = info["whole"]
     if whole:
         lines.append(f"Cells timed whole: {len(whole)}; median {statistics.median(whole):.0f} s, range "
                      f"{min(whole):.0f}-{max(whole):.0f} s, sum {sum(whole):.0f} s "
                      f"({sum(whole) / 3600:.2f} h of one stream).")
-    idle = sum((b - a).total_seconds() for a, b in gaps)
-    lines.append(f"First start {first.isoformat()}, last end {last.isoformat()}: {(last - first).total_seconds():.0f} s, "
-                 f"of which {idle:.0f} s in {len(gaps)} gap(s) of more than {gap_minutes:g} minutes with no cell "
-                 f"running; {(last - first).total_seconds() - idle:.0f} s with cells running.")
+    lines.append(f"First start {info['first']}, last end {info['last']}: {info['span_s']:.0f} s, of which "
+                 f"{info['idle_s']:.0f} s in {info['gaps']} gap(s) of more than {info['gap_minutes']:g} minutes "
+                 f"with no cell running; {info['running_s']:.0f} s with cells running.")
+    return lines
+
+
+def table(folder: Path, gap_minutes: float = 10.0) -> str:
+    info = summary(folder, gap_minutes)
+    if info is None:
+        return f"no timed cell under {folder}\n"
+    rows = [f"| {name} | {c['pretrain']:.0f} | {c['linear']:.0f} | {c['pretrain'] + c['linear']:.0f} | {c['note']} |"
+            for name, c in info["cells"].items()]
+    lines = [f"# Wall time of the cells under `{folder.name}/` (from `scripts/grid_times.py`)", "",
+             "Seconds per cell from the runner logs: pretraining and linear evaluation (both probes), each attempt",
+             "from its start or resume to its end; two cells ran at a time, one thread each.", "",
+             "| cell | pretraining s | linear s | cell s | note |", "|---|---:|---:|---:|---|", *rows, "",
+             *summary_lines(info)]
     return "\n".join(lines) + "\n"
 
 

@@ -60,11 +60,23 @@ def test_q1_a_cell_beyond_the_curve_holds_one_on_it_is_not_resolved_one_inside_i
 
 def test_q1_the_curves_own_noise_widens_the_interval():
     """The same cell beyond a precise curve holds; beyond a curve whose seeds scatter widely it is not resolved."""
-    near = cell("near", tolerance=0.45, uniformity=2.85)
+    near = cell("near", tolerance=0.45, uniformity=2.9)
     assert dilemma.beyond_curve([*curve(), near], draws=2000).outcome == HOLDS
     noisy = [cell(c.key, True, sd=0.6, tolerance=c.mean("tolerance"), uniformity=c.mean("uniformity"))
              for c in curve()]
     assert dilemma.beyond_curve([*noisy, near], draws=2000).outcome == NOT_RESOLVED
+
+
+def test_q1_draws_a_cells_two_coordinates_together_as_its_seeds_move_them():
+    rng = np.random.default_rng(0)
+    along = Cell("a", "a", 0.5, [SeedRecord(i, {"tolerance": 0.4 + o, "uniformity": 3.0 - 2 * o})
+                                 for i, o in enumerate((-0.01, 0.0, 0.012))], False, "a")
+    x, y = dilemma._draw(along, {}, rng, 4000)
+    assert np.corrcoef(x, y)[0, 1] < -0.99  # the seeds trade tolerance for uniformity: so do the draws
+    assert x.mean() == pytest.approx(0.4007, abs=0.002) and np.std(y) == pytest.approx(2 * np.std(x), rel=1e-6)
+    one = Cell("b", "b", 0.5, [SeedRecord(0, {"tolerance": 0.4, "uniformity": 3.0})], False, "b")
+    x, y = dilemma._draw(one, {"tolerance": (1e-4, 4), "uniformity": (4e-4, 4)}, rng, 4000)
+    assert abs(np.corrcoef(x, y)[0, 1]) < 0.1 and np.std(y) == pytest.approx(2 * np.std(x), rel=0.15)
 
 
 def test_q1_without_a_curve_is_not_tested():
@@ -186,7 +198,8 @@ def test_the_command_writes_its_report_data_and_plane_and_lists_missing_cells(tm
     again = tmp_path / "again"
     assert dilemma.main(["--from-data", str(out / "data"), "--out", str(again), "--draws", "300", "--no-figures"]) == 0
     rebuilt = (again / "dilemma.md").read_text()
-    assert "900 s from the first start to the last done (0.25 h); 600 s summed over its 2 finished cells" in text
+    assert ("Cells timed whole: 2; median 300 s, range 300-300 s, sum 600 s (0.17 h of one stream). First start "
+            "2026-12-01T10:00:00, last end 2026-12-01T10:15:00: 900 s") in text
     assert rebuilt == text  # the same verdicts, rows, wall time and missing cells from the data alone
 
 
