@@ -8,6 +8,7 @@
 4. bench_metrics.py     every embedding metric at N = 50,000 (seconds, peak extra memory)
 5. bench_linear.py      linear evaluation: paper protocol vs cached features
 6. bench_epoch.py       a whole epoch (loader, steps, metrics, checkpoints) vs a bare loop (ratio)
+7. bench_log.py         what one self.log call in the training step costs (CPU)
 
 Each runs in its own process (its own memory peak, its own thread pool); a failure is reported
 and the others still run.
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                    "--cached-long", "6"] if quick else []),
         "epoch": ["bench_epoch.py", "--device", "gpu" if args.device == "cuda" else "cpu"]
         + (["--epochs", "2", "--recipes", "cpu", "--train", "512", "--test", "128"] if quick else []),
+        "log": ["bench_log.py"] + (["--steps", "50", "--rounds", "1"] if quick else []),
     }
     failures = []
     for name, command in plan.items():

@@ -207,7 +207,7 @@ class ContrastiveModule(SuiteModule):
         loss = self.loss(sims)
         self._watch_finite(loss)
         self.add_to_epoch_means(len(index), loss, sims.pos.detach().mean())
-        if self.logs_this_step():  # step values only where Lightning writes them (a self.log costs ~2 ms)
+        if self.logs_this_step():  # step values only where Lightning writes them (benchmarks/bench_log.py)
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
             current = getattr(self.loss, "current_temperature", None)
             if current is not None:  # a temperature that moves: a schedule, a learned or an adaptive one

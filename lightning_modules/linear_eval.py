@@ -274,7 +274,7 @@ class LinearEvalModule(SuiteModule):
         loss = F.cross_entropy(logits, label)
         self.train_top1.update(logits.detach(), label)  # computed and logged once, at the end of the epoch
         self.add_to_epoch_means(len(label), loss)
-        if self.logs_this_step():  # a self.log costs more than this step's linear layer (see SuiteModule)
+        if self.logs_this_step():  # a self.log call costs about this step's linear layer (SuiteModule)
             self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
