@@ -276,3 +276,11 @@ def test_the_false_negative_rate_is_the_mean_of_the_last_epochs_steps_across_a_r
     assert dilemma.last_epoch_mean([first, second]) == pytest.approx(0.3)
     assert dilemma.last_epoch_mean([first]) == pytest.approx(0.75)
     assert dilemma.last_epoch_mean([tmp_path / "absent"]) is None
+
+
+@pytest.mark.parametrize("report_dir", sorted(p.parent for p in (ROOT / "docs/results").glob("*/dilemma.md")))
+def test_the_committed_study_regenerates_exactly(report_dir, tmp_path):
+    """docs/results/dilemma: dilemma.md rebuilds identically from its committed data (verdicts, rows, wall time)."""
+    out = tmp_path / "again"
+    assert dilemma.main(["--from-data", str(report_dir / "data"), "--out", str(out), "--no-figures"]) == 0
+    assert (out / "dilemma.md").read_text() == (report_dir / "dilemma.md").read_text()
