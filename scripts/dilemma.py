@@ -418,6 +418,14 @@ def markdown(answers: list[Answer], cells: list[Cell], missing: list[str], wall:
     return "\n".join(lines) + "\n"
 
 
+def answers_table(text: str) -> str:
+    """The four answers' table of a ``dilemma.md`` (what ``--doc`` writes into a document's generated block)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| question |"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    return "\n".join(lines[start:end]) + "\n"
+
+
 def analyse(cells: list[Cell], draws: int = DRAWS) -> list[Answer]:
     """The four answers on these cells."""
     return [beyond_curve(cells, draws=draws), beats_best_tau(cells), false_negatives_explain(cells, draws=draws),
@@ -433,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-data", type=Path, metavar="DATA", help="rebuild from a committed data folder")
     parser.add_argument("--draws", type=int, default=DRAWS, help="bootstrap draws of questions 1 and 3")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--doc", type=Path, action="append", default=[],
+                        help="a Markdown file whose '<!-- generated:dilemma -->' ... '<!-- /generated -->' block gets "
+                             "the four answers (e.g. docs/reproduce.md); repeatable")
     opts = parser.parse_args(argv)
     if opts.from_data is not None:
         if opts.runs:
@@ -467,8 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     cells = cells_of(groups)
     answers = analyse(cells, opts.draws)
     opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "dilemma.md").write_text(markdown(answers, cells, missing, wall))
+    text = markdown(answers, cells, missing, wall)
+    (opts.out / "dilemma.md").write_text(text)
     written = ["dilemma.md"]
+    for doc in opts.doc:
+        doc.write_text(report_data.replace_block(doc.read_text(), "dilemma", answers_table(text)))
+        written.append(str(doc))
     data = opts.out / "data"
     if opts.from_data is None or data.resolve() != opts.from_data.resolve():
         report_data.write_data(data, groups)

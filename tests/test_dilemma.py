@@ -186,8 +186,13 @@ def test_the_command_writes_its_report_data_and_plane_and_lists_missing_cells(tm
         write_cell(study, f"dcl_tau0.1_seed{s}", {"class_path": "lightning_modules.followup_losses.DecoupledContrastiveLoss",
                    "init_args": {"temperature": 0.1}}, s, 0.6 + 0.01 * s, 3.0, [0.7 + 0.1 * s, 0.8 + 0.1 * s], 0.9)
     out = tmp_path / "report"
-    assert dilemma.main([str(curve_root), str(study), "--out", str(out), "--draws", "300"]) == 0
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Beyond\n\n<!-- generated:dilemma -->\nnot run yet\n<!-- /generated -->\n\nprose\n")
+    assert dilemma.main([str(curve_root), str(study), "--out", str(out), "--draws", "300", "--doc", str(doc)]) == 0
     text = (out / "dilemma.md").read_text()
+    written = doc.read_text()
+    assert "not run yet" not in written and written.endswith("<!-- /generated -->\n\nprose\n")
+    assert "| 1. Does any loss lie beyond contrastive's tau curve" in written and "## Per cell" not in written
     assert "| dcl_tau0.1 | 2 |" in text and "contrastive_tau0.5 (curve)" in text
     # dcl's false-negative rate: each seed's mean of its last epoch's steps (0.75, 0.85; epoch 0's 0.9 left out)
     assert "| 0.800 ± 0.071 |" in text
@@ -283,4 +288,8 @@ def test_the_committed_study_regenerates_exactly(report_dir, tmp_path):
     """docs/results/dilemma: dilemma.md rebuilds identically from its committed data (verdicts, rows, wall time)."""
     out = tmp_path / "again"
     assert dilemma.main(["--from-data", str(report_dir / "data"), "--out", str(out), "--no-figures"]) == 0
-    assert (out / "dilemma.md").read_text() == (report_dir / "dilemma.md").read_text()
+    text = (out / "dilemma.md").read_text()
+    assert text == (report_dir / "dilemma.md").read_text()
+    from scripts.report_data import block
+
+    assert block((ROOT / "docs/reproduce.md").read_text(), "dilemma") == dilemma.answers_table(text)
