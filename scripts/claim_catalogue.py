@@ -212,8 +212,6 @@ def evaluate(table: Table, claims: list[Claim] | None = None, alpha: float = ALP
     return rows
 
 
-
-
 def markdown(rows: list[dict]) -> str:
     """The verdict table: every claim with its quote, outcome, margin and interval, seeds and from epoch."""
     lines = ["| claim | source | tested as | outcome | margin [interval] | seeds per cell | from epoch |",

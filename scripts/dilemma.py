@@ -252,8 +252,6 @@ def beyond_curve(cells: list[Cell], alpha: float = ALPHA, draws: int = DRAWS, se
                          f"(tolerance {sx:.3g}, -L_uniformity {sy:.3g})")
 
 
-
-
 # ------------------------------------------------------------- question 2
 def beats_best_tau(cells: list[Cell], alpha: float = ALPHA) -> Answer:
     """Question 2: any cell above contrastive at its best tau on both probes (paired over the test images)."""
@@ -368,8 +366,6 @@ def missing_cells(roots: list[Path], grids: list[Path], names: list[str | None])
 
 
 # -------------------------------------------------------------------- report
-
-
 def _spread(values: list[float], digits: int) -> str:
     if not values:
         return "—"

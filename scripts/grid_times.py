@@ -36,9 +36,7 @@ def attempts(log: Path) -> tuple[list[tuple[str, datetime, datetime]], bool]:
         when, word, rest = datetime.fromisoformat(m.group(1)), m.group(2), m.group(3)
         if word in ("pretrain", "linear"):
             event = rest.split(":", 1)[1].strip() if ":" in rest else ""
-            if event.startswith(STARTS) or event.startswith("removing"):
-                if event.startswith("removing"):
-                    continue
+            if event.startswith(STARTS):
                 if open_stage is not None:
                     broken = True  # the previous attempt never logged its end
                 open_stage = (word, when)
