@@ -15,6 +15,14 @@ steps, augmentation, loader, logging, metrics and checkpoints. Epoch 0 (warm-up)
 the ratio of every later epoch is printed with the min and median, since bare and suite
 alternate and see the same machine load.
 
+``--block K`` alternates blocks of K epochs instead: K bare epochs, then K suite epochs back
+to back (the last block may be shorter). That is the measure where the metrics overlap
+(``EmbeddingMetrics(overlap=...)``, on by default where the steps leave a core idle, as
+with ``OMP_NUM_THREADS=1``: an epoch's metrics run on another thread while the next epoch
+trains), whose work would otherwise run during the bare epoch: before each
+bare block the metrics under way are waited for (``EmbeddingMetrics.wait``), inside the
+suite's block, so a block of K suite epochs pays for one metrics pass outside the overlap.
+
 CPU seconds are also printed: the training process's (both sides), and separately those of
 the worker processes that augment the metrics' views in the background (``prefetch_views``),
 counted when they end, over all epochs.
@@ -90,8 +98,10 @@ PROFILE_ROWS = [
 class Interleave(pl.Callback):
     """Before every suite epoch, one bare epoch; records both wall times and CPU times."""
 
-    def __init__(self, steps: int | None) -> None:
+    def __init__(self, steps: int | None, block: int = 1) -> None:
         self.steps = steps
+        self.block = block
+        self.sizes: list[int] = []  # epochs in each block (the first, epoch 0, is warm-up)
         self.suite: list[float] = []
         self.bare: list[float] = []
         self.suite_cpu: list[float] = []
@@ -160,16 +170,27 @@ class Interleave(pl.Callback):
         return time.perf_counter(), time.process_time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from callbacks.embedding_metrics import EmbeddingMetrics
+
+        epoch = trainer.current_epoch
+        if epoch > 0 and (epoch - 1) % self.block:
+            return  # inside a block: the suite's epochs run back to back
+        for callback in trainer.callbacks:  # the metrics still under way on another thread belong to the suite's block
+            if isinstance(callback, EmbeddingMetrics):
+                callback.wait(trainer)
         now = self._now(pl_module.device)
         if self._start is not None:
             self.suite.append(now[0] - self._start[0])
             self.suite_cpu.append(now[1] - self._start[1])
         if self._bare is None:
             self._bare_setup(trainer, pl_module)
-        if trainer.current_epoch == 1 and isinstance(trainer.profiler, CPUTimeProfiler):
+        if epoch == 1 and isinstance(trainer.profiler, CPUTimeProfiler):
             self.profile_from = trainer.profiler.totals()
+        size = 1 if epoch == 0 else min(self.block, trainer.max_epochs - epoch)
+        self.sizes.append(size)
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-            self._bare_epoch()
+            for _ in range(size):
+                self._bare_epoch()
         after = self._now(pl_module.device)
         self.bare.append(after[0] - now[0])
         self.bare_cpu.append(after[1] - now[1])
@@ -220,8 +241,10 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     if opts.views_on_device:
         args.append("--trainer.callbacks.init_args.views_on_device=true")
     sys.argv = sys.argv[:1]  # LightningCLI reads no option of this script
+    if opts.overlap != "auto":
+        args.append(f"--trainer.callbacks.init_args.overlap={opts.overlap}")
     run = cli.main(args[1:], run=False)
-    timer = Interleave(steps)
+    timer = Interleave(steps, opts.block)
     run.trainer.callbacks.insert(0, timer)
     from callbacks.embedding_metrics import EmbeddingMetrics
 
@@ -242,14 +265,14 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     workers_cpu = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]) - children
     ratios = [s / b for s, b in zip(timer.suite[1:], timer.bare[1:])]
     return dict(recipe=name, steps=len(run.trainer.train_dataloader) if steps is None else steps,
-                suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
+                sizes=timer.sizes, suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
                 metrics=timer.metrics, metrics_cpu=timer.metrics_cpu,
                 ratios=ratios, workers_cpu=workers_cpu, profile=profile)
 
 
 def report_profile(result: dict) -> None:
     """Seconds of the training process's CPU an epoch, by part, over epochs 1.. of the suite."""
-    epochs = len(result["suite_cpu"]) - 1
+    epochs = sum(result["sizes"][1:])
     profile = result["profile"]
     epoch = sum(result["suite_cpu"][1:]) / epochs
     steps = sum(result["bare_cpu"][1:]) / epochs
@@ -268,20 +291,27 @@ def report_profile(result: dict) -> None:
 
 
 def report(result: dict) -> None:
-    print(f"\n== {result['recipe']} recipe: {result['steps']} steps an epoch, {len(result['suite'])} epochs "
+    sizes = result["sizes"]
+    print(f"\n== {result['recipe']} recipe: {result['steps']} steps an epoch, {sum(sizes)} epochs "
           "(epoch 0 is warm-up) ==")
-    print("| epoch | bare s | suite s | ratio | of which metrics s | bare CPU s | suite CPU s | of which metrics CPU s "
+    print("| epochs | bare s | suite s | ratio | of which metrics s | bare CPU s | suite CPU s | of which metrics CPU s "
           "| CPU ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    rows = zip(result["bare"], result["suite"], result["metrics"], result["bare_cpu"], result["suite_cpu"],
-               result["metrics_cpu"])
-    for e, (b, s, m, bc, sc, mc) in enumerate(rows):
-        print(f"| {e} | {b:.2f} | {s:.2f} | {s / b:.3f} | {m:.2f} | {bc:.2f} | {sc:.2f} | {mc:.2f} | {sc / bc:.3f} |")
+    rows = zip(sizes, result["bare"], result["suite"], result["bare_cpu"], result["suite_cpu"])
+    first = 0
+    for size, b, s, bc, sc in rows:  # "of which metrics": the metrics' time on the training thread
+        m, mc = sum(result["metrics"][first:first + size]), sum(result["metrics_cpu"][first:first + size])
+        label = str(first) if size == 1 else f"{first}-{first + size - 1}"
+        print(f"| {label} | {b:.2f} | {s:.2f} | {s / b:.3f} | {m:.2f} | {bc:.2f} | {sc:.2f} | {mc:.2f} | {sc / bc:.3f} |")
+        first += size
     r = result["ratios"]
     if r:
         cpu = [s / b for s, b in zip(result["suite_cpu"][1:], result["bare_cpu"][1:])]
-        print(f"ratio suite / bare over epochs 1..: min {min(r):.3f}, median {statistics.median(r):.3f} "
-              f"(CPU time of the training process: min {min(cpu):.3f}, median {statistics.median(cpu):.3f})")
+        unit = "epochs" if max(sizes[1:]) == 1 else "blocks of epochs"
+        print(f"ratio suite / bare over the {unit} 1..: min {min(r):.3f}, median {statistics.median(r):.3f}, "
+              f"all together {sum(result['suite'][1:]) / sum(result['bare'][1:]):.3f} "
+              f"(CPU time of the training process, its threads together: min {min(cpu):.3f}, "
+              f"median {statistics.median(cpu):.3f})")
     print(f"CPU of the metrics' background workers, all epochs: {result['workers_cpu']:.2f} s")
     if result.get("profile") is not None:
         report_profile(result)
@@ -302,9 +332,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the recipe's)")
     parser.add_argument("--views-on-device", action="store_true",
                         help="EmbeddingMetrics(views_on_device=true): the test views from the device augmentation")
+    parser.add_argument("--overlap", choices=["auto", "true", "false"], default="auto",
+                        help="EmbeddingMetrics' overlap (an epoch's metrics on another thread while the next trains): "
+                             "auto, the callback's own choice (on where the steps leave a core idle), or true / false")
+    parser.add_argument("--block", type=int, default=1,
+                        help="bare and suite epochs alternate in blocks of this many (> 1 where the metrics overlap)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where the suite's epoch goes (CPU time by part, Lightning's profiler)")
     opts = parser.parse_args(argv)
+    if opts.block < 1:
+        parser.error(f"--block must be >= 1, got {opts.block}")
     os.environ.setdefault("WANDB_MODE", "disabled")
     names = [n.strip() for n in opts.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
