@@ -1,7 +1,7 @@
 """An epoch of the suite against a bare PyTorch loop doing the same augmentation and training steps.
 
     python benchmarks/bench_epoch.py                      # the CPU recipe, then the ResNet-18 recipe (few steps)
-    python benchmarks/bench_epoch.py --recipes cpu --epochs 6
+    OMP_NUM_THREADS=1 python benchmarks/bench_epoch.py --recipes cpu --data-dir data/cifar10
 
 Each recipe is built by ``cli.py`` exactly as ``fit`` builds it (its YAML files, every
 callback, the metrics every epoch on the whole test split, checkpoints) and trained for
@@ -68,6 +68,10 @@ CPU_WORKERS = {
     "cpu": None,
     "resnet18": 0,
 }
+
+
+#: epochs of each recipe unless --epochs says (two blocks of 5 after the warm-up; ResNet-18 steps are slow on a CPU)
+DEFAULT_EPOCHS = {"cpu": 11, "resnet18": 4}
 
 
 class CPUTimeProfiler(SimpleProfiler):
@@ -213,6 +217,7 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
 
     configs, flags, n_train, n_test = RECIPES[name]
     steps = (opts.resnet_steps or None) if name == "resnet18" else None
+    epochs = opts.epochs or DEFAULT_EPOCHS[name]
     if name == "resnet18":
         n_train = opts.train or (steps * 128 if steps else 50_000)
         n_test = opts.test or (256 if steps else 10_000)
@@ -227,7 +232,7 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
              f"--data.init_args.data_dir={data_dir}", "--data.init_args.verify_checksums=false",
              f"--data.init_args.train_subset={n_train}", f"--data.init_args.test_subset={n_test}",
              f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-             f"--trainer.max_epochs={opts.epochs}", "--trainer.enable_progress_bar=false",
+             f"--trainer.max_epochs={epochs}", "--trainer.enable_progress_bar=false",
              "--trainer.enable_model_summary=false"]
     if opts.device:
         args.append(f"--trainer.accelerator={opts.device}")
@@ -320,7 +325,8 @@ def report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default="cpu,resnet18", help="comma-separated: cpu, resnet18")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per recipe (the first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per recipe, the first a warm-up (default: cpu 11, resnet18 4)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python-format folder; default: tests/data repeated")
     parser.add_argument("--device", default=None, help="trainer accelerator (cpu, gpu); default: the recipe's")
     parser.add_argument("--resnet-steps", type=int, default=3,
@@ -335,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", choices=["auto", "true", "false"], default="auto",
                         help="EmbeddingMetrics' overlap (an epoch's metrics on another thread while the next trains): "
                              "auto, the callback's own choice (on where the steps leave a core idle), or true / false")
-    parser.add_argument("--block", type=int, default=1,
-                        help="bare and suite epochs alternate in blocks of this many (> 1 where the metrics overlap)")
+    parser.add_argument("--block", type=int, default=5,
+                        help="bare and suite epochs alternate in blocks of this many (1: epoch by epoch; more "
+                             "where the metrics overlap, which a bare epoch would otherwise run beside)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where the suite's epoch goes (CPU time by part, Lightning's profiler)")
     opts = parser.parse_args(argv)

@@ -214,7 +214,8 @@ class EmbeddingMetrics(Callback):
             (one process; see above). None (the default): where the training leaves a core
             idle, i.e. a run on a CPU whose steps use fewer threads than the process has cores
             (the CPU recipe's grids run with ``OMP_NUM_THREADS=1``), and no callback monitors
-            a metric of this callback; False: always in place.
+            a metric of this callback; False: always in place. It needs ``prefetch_views`` and
+            no ``embedding_map``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -247,6 +248,12 @@ class EmbeddingMetrics(Callback):
         self.bank_profile_images = bank_profile_images
         self.prefetch_views = prefetch_views
         self.views_on_device = views_on_device
+        if overlap and not prefetch_views:
+            raise ValueError("overlap needs prefetch_views: the views made in the training process would draw from its "
+                             "random generator at another point of the epoch; set prefetch_views true or overlap false")
+        if overlap and embedding_map:
+            raise ValueError("overlap draws no embedding map (it would be drawn and sent from the other thread); "
+                             "set embedding_map false or overlap false")
         self.overlap = overlap
         self._executor: ThreadPoolExecutor | None = None
         self._job: tuple[Future, int, int] | None = None  # (the pass under way, its epoch, its step)
@@ -285,10 +292,11 @@ class EmbeddingMetrics(Callback):
         last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
         if self.overlap is False or last or trainer.should_stop or trainer.world_size > 1:
             return False
-        if self.overlap is None:  # where the training's steps leave a core idle
+        if self.overlap is None:  # where the training's steps leave a core idle (and the rules above allow it)
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            return (module.device.type == "cpu" and torch.get_num_threads() < cores
-                    and not getattr(self, "_monitored", False) and isinstance(module, ContrastiveModule))
+            return (module.device.type == "cpu" and torch.get_num_threads() < cores and self.prefetch_views
+                    and not self.embedding_map and not getattr(self, "_monitored", False)
+                    and isinstance(module, ContrastiveModule))
         return isinstance(module, ContrastiveModule)
 
     def _send_image(self, trainer: pl.Trainer, key: str, path: Path) -> None:

@@ -102,6 +102,8 @@ def test_overlap_refuses_a_callback_that_monitors_a_metric_it_logs_late(tmp_path
                               callbacks=[metrics, SimpleNamespace(monitor="val/knn_top1")])
     with pytest.raises(ValueError, match="monitors 'val/knn_top1'.*overlap to false"):
         metrics.setup(trainer, None, "fit")
+    with pytest.raises(ValueError, match="overlap needs prefetch_views"):
+        EmbeddingMetrics(overlap=True, prefetch_views=False)
     trainer.callbacks[1].monitor = "train/loss_epoch"  # logged by the module at the epoch's end: fine
     metrics.setup(trainer, None, "fit")
     EmbeddingMetrics(overlap=False).setup(SimpleNamespace(log_dir=str(tmp_path), default_root_dir=str(tmp_path),
