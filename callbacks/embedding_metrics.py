@@ -172,14 +172,16 @@ class EmbeddingMetrics(Callback):
     random initialisation). That pass reads every test image, so a corrupt one stops the
     run before any training is lost.
 
-    With ``overlap`` (one process; by default where the training leaves a core idle), an epoch's metrics are computed on another thread while
-    the next epoch trains, from a :class:`Snapshot` of the encoder and the bank taken when the
-    epoch ends: the same values, logged with their own epoch and step as soon as they are
-    ready (a few steps into the next epoch), and ``last.ckpt`` is rewritten without the
-    pending mark by that thread. The last epoch's metrics are computed in place, so ``fit``
-    returns with everything logged. A callback that monitors a ``val/`` or ``bank/`` value
-    (early stopping, a best-checkpoint) needs it at the epoch's end: ``overlap`` refuses it.
-    Under data parallelism the metrics gather across processes and are computed in place.
+    With ``overlap`` (by default where the training leaves a core idle), an epoch's metrics
+    are computed on another thread while the next epoch trains, from a :class:`Snapshot` of
+    the encoder and the bank taken when the epoch ends: the same values, logged with their
+    own epoch and step when the next epoch ends (a fixed point: the same rows in the same
+    order every run); ``last.ckpt`` keeps the epoch's metrics pending until the next one
+    replaces it, so a run resumed from it computes them again. The last epoch's
+    metrics are computed in place, so ``fit`` returns with everything logged. A callback
+    that monitors a ``val/`` or ``bank/`` value (early stopping, a best checkpoint) needs
+    it at the epoch's end: ``overlap`` is then off (refused if asked for). Under data
+    parallelism the metrics gather across processes and are computed in place.
 
     The epoch's checkpoints are written before its metrics are computed (they take a while,
     and an interruption then must not lose the epoch's training), with the metrics marked
@@ -255,9 +257,11 @@ class EmbeddingMetrics(Callback):
             raise ValueError("overlap draws no embedding map (it would be drawn and sent from the other thread); "
                              "set embedding_map false or overlap false")
         self.overlap = overlap
+        self._monitored = False  # whether another callback monitors one of these metrics (setup)
         self._executor: ThreadPoolExecutor | None = None
         self._job: tuple[Future, int, int] | None = None  # (the pass under way, its epoch, its step)
         self._deferred: int | None = None  # the seed of views to start once that pass is done
+        self._ready: tuple[dict[str, float], int, int] | None = None  # (values, epoch, step) of a pass done, to log
         #: the values last logged (a pass on another thread logs them after the epoch's end)
         self.latest: dict[str, float] = {}
         self.profile: dict[int, tuple[float, list[float]]] = {}
@@ -295,7 +299,7 @@ class EmbeddingMetrics(Callback):
         if self.overlap is None:  # where the training's steps leave a core idle (and the rules above allow it)
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
             return (module.device.type == "cpu" and torch.get_num_threads() < cores and self.prefetch_views
-                    and not self.embedding_map and not getattr(self, "_monitored", False)
+                    and not self.embedding_map and not self._monitored
                     and isinstance(module, ContrastiveModule))
         return isinstance(module, ContrastiveModule)
 
@@ -339,14 +343,10 @@ class EmbeddingMetrics(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self.wait(trainer, block=False)
+        self._collect(trainer, block=False)
 
-    def wait(self, trainer: pl.Trainer, block: bool = True) -> None:
-        """Log the metrics of the pass under way on another thread (``overlap``) once it is done.
-
-        Args:
-            trainer: the trainer they are logged through.
-            block: wait for the pass; False returns at once if it is still running.
+    def _collect(self, trainer: pl.Trainer, block: bool) -> None:
+        """The pass under way on another thread, once done: its values kept for :meth:`wait`, the next views started.
 
         Raises:
             Exception: whatever the pass raised, here, on the training thread.
@@ -355,11 +355,27 @@ class EmbeddingMetrics(Callback):
             return
         future, epoch, step = self._job
         self._job = None
-        self._log_row(trainer, future.result(), epoch, step)
-        self.pending = None
+        self._ready = (future.result(), epoch, step)
         if self._deferred is not None:
             seed, self._deferred = self._deferred, None
             self._start(trainer, trainer.lightning_module, seed)
+
+    def wait(self, trainer: pl.Trainer) -> None:
+        """Log the metrics computed on another thread (``overlap``), waiting for the pass if it still runs.
+
+        The epoch after theirs calls it when it ends (and training's end, an exception, or a
+        benchmark's timer): a fixed point, so ``metrics.csv`` has the same rows in the same
+        order whichever thread finished first.
+
+        Raises:
+            Exception: whatever the pass raised, here, on the training thread.
+        """
+        self._collect(trainer, block=True)
+        if self._ready is not None:
+            values, epoch, step = self._ready
+            self._ready = None
+            self._log_row(trainer, values, epoch, step)
+            self.pending = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
@@ -385,28 +401,22 @@ class EmbeddingMetrics(Callback):
         self._rewrite_last_checkpoints(trainer)
 
     def _submit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """This epoch's metrics, on another thread, from a snapshot of the encoder and the bank."""
+        """This epoch's metrics, on another thread, from a snapshot of the encoder and the bank.
+
+        ``last.ckpt`` keeps its pending mark until the next epoch's checkpoint replaces it: a run
+        resumed from it before then computes and logs the metrics again (``cli.py`` drops rows
+        logged for a pending step), whereas a mark cleared before the values were logged could
+        lose them.
+        """
         epoch, step = self.pending["epoch"], self.pending["step"]
-        paths, self._written_now = list(getattr(self, "_written_now", [])), []
+        self._written_now = []
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-metrics")
-        future = self._executor.submit(self._pass_off_thread, trainer, Snapshot(pl_module), epoch, paths)
-        self._job = (future, epoch, step)
-        self._job_trainer = trainer
+        self._job = (self._executor.submit(self._pass_off_thread, trainer, Snapshot(pl_module), epoch), epoch, step)
 
-    def _pass_off_thread(self, trainer: pl.Trainer, snapshot: Snapshot, epoch: int,
-                         paths: list[str]) -> dict[str, float]:
-        """The metrics of ``epoch`` from ``snapshot``, then the ``last.ckpt`` files written at its end without the mark."""
-        values = {key: float(value) for key, value in self.compute(trainer, snapshot, epoch=epoch).items()}
-        profile = dict(self.profile)  # the training thread records the profile only when it logs, after this
-        profile[epoch] = (values["val/pos_sim"], [values[f"val/neg_sim_{r}"] for r in range(1, self.top_k + 1)])
-        for path in paths:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-            checkpoint["callbacks"][self.state_key] = {"profile": profile, "pending": None}
-            partial = f"{path}.part"
-            torch.save(checkpoint, partial)
-            os.replace(partial, path)  # whole or not at all, as Lightning writes it
-        return values
+    def _pass_off_thread(self, trainer: pl.Trainer, snapshot: Snapshot, epoch: int) -> dict[str, float]:
+        """The metrics of ``epoch`` from ``snapshot`` (on the other thread)."""
+        return {key: float(value) for key, value in self.compute(trainer, snapshot, epoch=epoch).items()}
 
     @staticmethod
     def _last_checkpoints(trainer: pl.Trainer) -> dict[str, int]:
@@ -435,7 +445,7 @@ class EmbeddingMetrics(Callback):
 
     def log_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The metrics a resumed checkpoint left pending, logged at their own epoch and step."""
-        if self.pending is None or self._job is not None:  # a pass under way logs them itself
+        if self.pending is None or self._job is not None or self._ready is not None:  # a pass logs them itself
             return
         epoch, step = int(self.pending["epoch"]), int(self.pending["step"])
         self._log_row(trainer, self.compute(trainer, pl_module, epoch=epoch), epoch, step)
@@ -606,8 +616,8 @@ class EmbeddingMetrics(Callback):
         return queries
 
     def state_dict(self) -> dict[str, Any]:
-        if self._job is not None:  # a checkpoint in the middle of an epoch: what it saves is logged first
-            self.wait(self._job_trainer)
+        # a checkpoint in the middle of an epoch saves the metrics of a pass not yet logged as pending:
+        # a run resumed from it computes and logs them again
         return {"profile": self.profile, "pending": self.pending}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

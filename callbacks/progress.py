@@ -14,7 +14,7 @@ SHOWN = {"val/knn_top1": "knn"}
 class SuiteProgressBar(TQDMProgressBar):
     """``TQDMProgressBar`` that also shows ``knn``: the ``val/knn_top1`` of the last finished epoch.
 
-    ``EmbeddingMetrics`` logs it at the end of each epoch (with ``overlap``, a few steps into
+    ``EmbeddingMetrics`` logs it at the end of each epoch (with ``overlap``, at the end of
     the next); the bar reads the value it last logged (``EmbeddingMetrics.latest``, else
     ``trainer.callback_metrics``), already on the host, so nothing waits for the device.
     Absent before the first epoch's metrics are logged.
