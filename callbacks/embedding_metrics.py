@@ -214,10 +214,12 @@ class EmbeddingMetrics(Callback):
             differ from a run without it by their sampling noise.
         overlap: compute each epoch's metrics on another thread while the next epoch trains
             (one process; see above). None (the default): where the training leaves a core
-            idle, i.e. a run on a CPU whose steps use fewer threads than the process has cores
-            (the CPU recipe's grids run with ``OMP_NUM_THREADS=1``), and no callback monitors
-            a metric of this callback; False: always in place. It needs ``prefetch_views`` and
-            no ``embedding_map``.
+            idle, i.e. a run on a CPU whose steps use one thread while the process has more
+            cores (``OMP_NUM_THREADS=1``, as the CPU recipe's grids run), and no callback
+            monitors a metric of this callback; False: always in place. With more intra-op
+            threads the pass's own OpenMP threads compete with the steps' (on 2 cores at 2
+            threads, ``benchmarks/bench_epoch.py``'s bare loop ran at half speed beside them),
+            so the default is off there. It needs ``prefetch_views`` and no ``embedding_map``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -297,8 +299,9 @@ class EmbeddingMetrics(Callback):
         if self.overlap is False or last or trainer.should_stop or trainer.world_size > 1:
             return False
         if self.overlap is None:  # where the training's steps leave a core idle (and the rules above allow it)
+            # one intra-op thread: with more, the pass's own OpenMP team would compete with the steps' for the cores
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-            return (module.device.type == "cpu" and torch.get_num_threads() < cores and self.prefetch_views
+            return (module.device.type == "cpu" and torch.get_num_threads() == 1 and cores > 1 and self.prefetch_views
                     and not self.embedding_map and not self._monitored
                     and isinstance(module, ContrastiveModule))
         return isinstance(module, ContrastiveModule)
