@@ -1,7 +1,7 @@
 """An epoch of the suite against a bare PyTorch loop doing the same augmentation and training steps.
 
     python benchmarks/bench_epoch.py                      # the CPU recipe, then the ResNet-18 recipe (few steps)
-    python benchmarks/bench_epoch.py --recipes cpu --epochs 6
+    OMP_NUM_THREADS=1 python benchmarks/bench_epoch.py --recipes cpu --data-dir data/cifar10
 
 Each recipe is built by ``cli.py`` exactly as ``fit`` builds it (its YAML files, every
 callback, the metrics every epoch on the whole test split, checkpoints) and trained for
@@ -14,6 +14,14 @@ of that bare epoch to the start of the next one (the last one ends at ``on_train
 steps, augmentation, loader, logging, metrics and checkpoints. Epoch 0 (warm-up) is left out;
 the ratio of every later epoch is printed with the min and median, since bare and suite
 alternate and see the same machine load.
+
+``--block K`` alternates blocks of K epochs instead: K bare epochs, then K suite epochs back
+to back (the last block may be shorter). That is the measure where the metrics overlap
+(``EmbeddingMetrics(overlap=...)``, on by default where the steps leave a core idle, as
+with ``OMP_NUM_THREADS=1``: an epoch's metrics run on another thread while the next epoch
+trains), whose work would otherwise run during the bare epoch: before each
+bare block the metrics under way are waited for (``EmbeddingMetrics.wait``), inside the
+suite's block, so a block of K suite epochs pays for one metrics pass outside the overlap.
 
 CPU seconds are also printed: the training process's (both sides), and separately those of
 the worker processes that augment the metrics' views in the background (``prefetch_views``),
@@ -62,6 +70,10 @@ CPU_WORKERS = {
 }
 
 
+#: epochs of each recipe unless --epochs says (two blocks of 5 after the warm-up; ResNet-18 steps are slow on a CPU)
+DEFAULT_EPOCHS = {"cpu": 11, "resnet18": 4}
+
+
 class CPUTimeProfiler(SimpleProfiler):
     """Lightning's simple profiler timing each action in CPU seconds of this process."""
 
@@ -90,8 +102,10 @@ PROFILE_ROWS = [
 class Interleave(pl.Callback):
     """Before every suite epoch, one bare epoch; records both wall times and CPU times."""
 
-    def __init__(self, steps: int | None) -> None:
+    def __init__(self, steps: int | None, block: int = 1) -> None:
         self.steps = steps
+        self.block = block
+        self.sizes: list[int] = []  # epochs in each block (the first, epoch 0, is warm-up)
         self.suite: list[float] = []
         self.bare: list[float] = []
         self.suite_cpu: list[float] = []
@@ -160,16 +174,27 @@ class Interleave(pl.Callback):
         return time.perf_counter(), time.process_time()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from callbacks.embedding_metrics import EmbeddingMetrics
+
+        epoch = trainer.current_epoch
+        if epoch > 0 and (epoch - 1) % self.block:
+            return  # inside a block: the suite's epochs run back to back
+        for callback in trainer.callbacks:  # the metrics still under way on another thread belong to the suite's block
+            if isinstance(callback, EmbeddingMetrics):
+                callback.wait(trainer)
         now = self._now(pl_module.device)
         if self._start is not None:
             self.suite.append(now[0] - self._start[0])
             self.suite_cpu.append(now[1] - self._start[1])
         if self._bare is None:
             self._bare_setup(trainer, pl_module)
-        if trainer.current_epoch == 1 and isinstance(trainer.profiler, CPUTimeProfiler):
+        if epoch == 1 and isinstance(trainer.profiler, CPUTimeProfiler):
             self.profile_from = trainer.profiler.totals()
+        size = 1 if epoch == 0 else min(self.block, trainer.max_epochs - epoch)
+        self.sizes.append(size)
         with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-            self._bare_epoch()
+            for _ in range(size):
+                self._bare_epoch()
         after = self._now(pl_module.device)
         self.bare.append(after[0] - now[0])
         self.bare_cpu.append(after[1] - now[1])
@@ -192,6 +217,7 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
 
     configs, flags, n_train, n_test = RECIPES[name]
     steps = (opts.resnet_steps or None) if name == "resnet18" else None
+    epochs = opts.epochs or DEFAULT_EPOCHS[name]
     if name == "resnet18":
         n_train = opts.train or (steps * 128 if steps else 50_000)
         n_test = opts.test or (256 if steps else 10_000)
@@ -206,7 +232,7 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
              f"--data.init_args.data_dir={data_dir}", "--data.init_args.verify_checksums=false",
              f"--data.init_args.train_subset={n_train}", f"--data.init_args.test_subset={n_test}",
              f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-             f"--trainer.max_epochs={opts.epochs}", "--trainer.enable_progress_bar=false",
+             f"--trainer.max_epochs={epochs}", "--trainer.enable_progress_bar=false",
              "--trainer.enable_model_summary=false"]
     if opts.device:
         args.append(f"--trainer.accelerator={opts.device}")
@@ -220,8 +246,10 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     if opts.views_on_device:
         args.append("--trainer.callbacks.init_args.views_on_device=true")
     sys.argv = sys.argv[:1]  # LightningCLI reads no option of this script
+    if opts.overlap != "auto":
+        args.append(f"--trainer.callbacks.init_args.overlap={opts.overlap}")
     run = cli.main(args[1:], run=False)
-    timer = Interleave(steps)
+    timer = Interleave(steps, opts.block)
     run.trainer.callbacks.insert(0, timer)
     from callbacks.embedding_metrics import EmbeddingMetrics
 
@@ -242,14 +270,14 @@ def run_recipe(name: str, opts: argparse.Namespace, work: Path) -> dict:
     workers_cpu = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]) - children
     ratios = [s / b for s, b in zip(timer.suite[1:], timer.bare[1:])]
     return dict(recipe=name, steps=len(run.trainer.train_dataloader) if steps is None else steps,
-                suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
+                sizes=timer.sizes, suite=timer.suite, bare=timer.bare, suite_cpu=timer.suite_cpu, bare_cpu=timer.bare_cpu,
                 metrics=timer.metrics, metrics_cpu=timer.metrics_cpu,
                 ratios=ratios, workers_cpu=workers_cpu, profile=profile)
 
 
 def report_profile(result: dict) -> None:
     """Seconds of the training process's CPU an epoch, by part, over epochs 1.. of the suite."""
-    epochs = len(result["suite_cpu"]) - 1
+    epochs = sum(result["sizes"][1:])
     profile = result["profile"]
     epoch = sum(result["suite_cpu"][1:]) / epochs
     steps = sum(result["bare_cpu"][1:]) / epochs
@@ -268,20 +296,27 @@ def report_profile(result: dict) -> None:
 
 
 def report(result: dict) -> None:
-    print(f"\n== {result['recipe']} recipe: {result['steps']} steps an epoch, {len(result['suite'])} epochs "
+    sizes = result["sizes"]
+    print(f"\n== {result['recipe']} recipe: {result['steps']} steps an epoch, {sum(sizes)} epochs "
           "(epoch 0 is warm-up) ==")
-    print("| epoch | bare s | suite s | ratio | of which metrics s | bare CPU s | suite CPU s | of which metrics CPU s "
+    print("| epochs | bare s | suite s | ratio | of which metrics s | bare CPU s | suite CPU s | of which metrics CPU s "
           "| CPU ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    rows = zip(result["bare"], result["suite"], result["metrics"], result["bare_cpu"], result["suite_cpu"],
-               result["metrics_cpu"])
-    for e, (b, s, m, bc, sc, mc) in enumerate(rows):
-        print(f"| {e} | {b:.2f} | {s:.2f} | {s / b:.3f} | {m:.2f} | {bc:.2f} | {sc:.2f} | {mc:.2f} | {sc / bc:.3f} |")
+    rows = zip(sizes, result["bare"], result["suite"], result["bare_cpu"], result["suite_cpu"])
+    first = 0
+    for size, b, s, bc, sc in rows:  # "of which metrics": the metrics' time on the training thread
+        m, mc = sum(result["metrics"][first:first + size]), sum(result["metrics_cpu"][first:first + size])
+        label = str(first) if size == 1 else f"{first}-{first + size - 1}"
+        print(f"| {label} | {b:.2f} | {s:.2f} | {s / b:.3f} | {m:.2f} | {bc:.2f} | {sc:.2f} | {mc:.2f} | {sc / bc:.3f} |")
+        first += size
     r = result["ratios"]
     if r:
         cpu = [s / b for s, b in zip(result["suite_cpu"][1:], result["bare_cpu"][1:])]
-        print(f"ratio suite / bare over epochs 1..: min {min(r):.3f}, median {statistics.median(r):.3f} "
-              f"(CPU time of the training process: min {min(cpu):.3f}, median {statistics.median(cpu):.3f})")
+        unit = "epochs" if max(sizes[1:]) == 1 else "blocks of epochs"
+        print(f"ratio suite / bare over the {unit} 1..: min {min(r):.3f}, median {statistics.median(r):.3f}, "
+              f"all together {sum(result['suite'][1:]) / sum(result['bare'][1:]):.3f} "
+              f"(CPU time of the training process, its threads together: min {min(cpu):.3f}, "
+              f"median {statistics.median(cpu):.3f})")
     print(f"CPU of the metrics' background workers, all epochs: {result['workers_cpu']:.2f} s")
     if result.get("profile") is not None:
         report_profile(result)
@@ -290,7 +325,8 @@ def report(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default="cpu,resnet18", help="comma-separated: cpu, resnet18")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per recipe (the first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per recipe, the first a warm-up (default: cpu 11, resnet18 4)")
     parser.add_argument("--data-dir", default=None, help="CIFAR-10 python-format folder; default: tests/data repeated")
     parser.add_argument("--device", default=None, help="trainer accelerator (cpu, gpu); default: the recipe's")
     parser.add_argument("--resnet-steps", type=int, default=3,
@@ -302,9 +338,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="loader workers (default: the recipe's)")
     parser.add_argument("--views-on-device", action="store_true",
                         help="EmbeddingMetrics(views_on_device=true): the test views from the device augmentation")
+    parser.add_argument("--overlap", choices=["auto", "true", "false"], default="auto",
+                        help="EmbeddingMetrics' overlap (an epoch's metrics on another thread while the next trains): "
+                             "auto, the callback's own choice (on where the steps leave a core idle), or true / false")
+    parser.add_argument("--block", type=int, default=5,
+                        help="bare and suite epochs alternate in blocks of this many (1: epoch by epoch; more "
+                             "where the metrics overlap, which a bare epoch would otherwise run beside)")
     parser.add_argument("--profile", action="store_true",
                         help="also print where the suite's epoch goes (CPU time by part, Lightning's profiler)")
     opts = parser.parse_args(argv)
+    if opts.block < 1:
+        parser.error(f"--block must be >= 1, got {opts.block}")
     os.environ.setdefault("WANDB_MODE", "disabled")
     names = [n.strip() for n in opts.recipes.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]

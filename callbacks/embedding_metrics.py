@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from callbacks import metrics as M
@@ -48,7 +53,10 @@ def _embed(trainer: pl.Trainer, module: pl.LightningModule, batches: Iterable,
     module.eval()
     outs: list[torch.Tensor] | None = None
     labels = torch.full((n,), -1, dtype=torch.long, device=module.device)
-    with torch.random.fork_rng(devices=[]):  # and training's random state is left as it was
+    # training's random state is left as it was; a pass off the training thread (a Snapshot) draws
+    # nothing from it, and forking it there would race with the steps that do
+    keep_rng = contextlib.nullcontext() if isinstance(module, Snapshot) else torch.random.fork_rng(devices=[])
+    with keep_rng:
         for index, images, label in batches:
             index, label = index.to(module.device), label.to(module.device)
             zs = [_forward(module, v.to(module.device)) for v in as_views(images)]  # each (B, d)
@@ -91,6 +99,43 @@ def _caching(batches: Iterable, store: list, budget: int) -> Iterator:
         store.clear()
 
 
+class Snapshot:
+    """What the metrics read of a :class:`ContrastiveModule` at an epoch's end, copied for a pass on another thread.
+
+    The encoder (in eval mode) and the keys of the negatives' source are copies, so the
+    next epoch's steps cannot change them under the pass; ``embed`` is the module's
+    (normalised, fp32, channels-last when the module trains so).
+    """
+
+    training = False
+
+    def __init__(self, module: ContrastiveModule) -> None:
+        self.device = module.device
+        self.channels_last = module.channels_last
+        self.encoder = copy.deepcopy(module.encoder).eval()
+        keys = module.negatives.indexed_keys
+        self.negatives = _Keys(None if keys is None else keys.detach().clone())
+
+    def eval(self) -> "Snapshot":
+        return self
+
+    def train(self, mode: bool = True) -> "Snapshot":
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, out_dim) L2-normalised, as :meth:`ContrastiveModule.embed`."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return F.normalize(self.encoder(x).float(), dim=1)
+
+
+class _Keys:
+    """The ``indexed_keys`` of a negatives' source, kept by a :class:`Snapshot`."""
+
+    def __init__(self, keys: torch.Tensor | None) -> None:
+        self.indexed_keys = keys
+
+
 class EmbeddingMetrics(Callback):
     """The paper's diagnostics of the embedding, logged every ``every_n_epochs`` epochs.
 
@@ -127,6 +172,17 @@ class EmbeddingMetrics(Callback):
     random initialisation). That pass reads every test image, so a corrupt one stops the
     run before any training is lost.
 
+    With ``overlap`` (by default where the training leaves a core idle), an epoch's metrics
+    are computed on another thread while the next epoch trains, from a :class:`Snapshot` of
+    the encoder and the bank taken when the epoch ends: the same values, logged with their
+    own epoch and step when the next epoch ends (a fixed point: the same rows in the same
+    order every run); ``last.ckpt`` keeps the epoch's metrics pending until the next one
+    replaces it, so a run resumed from it computes them again. The last epoch's
+    metrics are computed in place, so ``fit`` returns with everything logged. A callback
+    that monitors a ``val/`` or ``bank/`` value (early stopping, a best checkpoint) needs
+    it at the epoch's end: ``overlap`` is then off (refused if asked for). Under data
+    parallelism the metrics gather across processes and are computed in place.
+
     The epoch's checkpoints are written before its metrics are computed (they take a while,
     and an interruption then must not lose the epoch's training), with the metrics marked
     pending in this callback's state; once they are logged, ``last.ckpt`` is written again
@@ -156,6 +212,14 @@ class EmbeddingMetrics(Callback):
             held in memory, instead of the CPU pipeline: much cheaper, the same distribution,
             other random draws, so ``val/alignment``, ``val/pos_sim`` and ``val/neg_sim_*``
             differ from a run without it by their sampling noise.
+        overlap: compute each epoch's metrics on another thread while the next epoch trains
+            (one process; see above). None (the default): where the training leaves a core
+            idle, i.e. a run on a CPU whose steps use one thread while the process has more
+            cores (``OMP_NUM_THREADS=1``, as the CPU recipe's grids run), and no callback
+            monitors a metric of this callback; False: always in place. With more intra-op
+            threads the pass's own OpenMP threads compete with the steps' (on 2 cores at 2
+            threads, ``benchmarks/bench_epoch.py``'s bare loop ran at half speed beside them),
+            so the default is off there. It needs ``prefetch_views`` and no ``embedding_map``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -167,7 +231,8 @@ class EmbeddingMetrics(Callback):
     def __init__(self, every_n_epochs: int = 1, knn_k: int = 200, knn_sigma: float = 0.07, top_k: int = 10,
                  uniformity_t: float = 2.0, bank_metrics: bool = False, plot: bool = True,
                  embedding_map: bool = False, embedding_map_points: int = 2000, log_initial: bool = True,
-                 bank_profile_images: int = 500, prefetch_views: bool = True, views_on_device: bool = False) -> None:
+                 bank_profile_images: int = 500, prefetch_views: bool = True, views_on_device: bool = False,
+                 overlap: bool | None = None) -> None:
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         if knn_k < 1 or top_k < 1:
@@ -187,6 +252,20 @@ class EmbeddingMetrics(Callback):
         self.bank_profile_images = bank_profile_images
         self.prefetch_views = prefetch_views
         self.views_on_device = views_on_device
+        if overlap and not prefetch_views:
+            raise ValueError("overlap needs prefetch_views: the views made in the training process would draw from its "
+                             "random generator at another point of the epoch; set prefetch_views true or overlap false")
+        if overlap and embedding_map:
+            raise ValueError("overlap draws no embedding map (it would be drawn and sent from the other thread); "
+                             "set embedding_map false or overlap false")
+        self.overlap = overlap
+        self._monitored = False  # whether another callback monitors one of these metrics (setup)
+        self._executor: ThreadPoolExecutor | None = None
+        self._job: tuple[Future, int, int] | None = None  # (the pass under way, its epoch, its step)
+        self._deferred: int | None = None  # the seed of views to start once that pass is done
+        self._ready: tuple[dict[str, float], int, int] | None = None  # (values, epoch, step) of a pass done, to log
+        #: the values last logged (a pass on another thread logs them after the epoch's end)
+        self.latest: dict[str, float] = {}
         self.profile: dict[int, tuple[float, list[float]]] = {}
         self._cache: dict[tuple, list] = {}  # (split, rank, world) -> the non-augmented batches
         self._background: dict[str, Any] = {}  # name -> loader working ahead
@@ -203,15 +282,38 @@ class EmbeddingMetrics(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # trainer.log_dir broadcasts from rank 0, so every rank must ask for it, here, together
         self.plot_dir = Path(trainer.log_dir or trainer.default_root_dir) / "plots"
+        self._monitored = False
+        for callback in trainer.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if isinstance(monitor, str) and monitor.split("/")[0] in ("val", "bank"):
+                self._monitored = True
+                if self.overlap:
+                    raise ValueError(
+                        f"{type(callback).__name__} monitors {monitor!r}, which EmbeddingMetrics(overlap=true) logs "
+                        "after its epoch has ended; set the EmbeddingMetrics callback's overlap to false, or monitor "
+                        "another value")
+
+    def _overlaps(self, trainer: pl.Trainer, module: pl.LightningModule) -> bool:
+        """Whether this epoch's metrics go to another thread (not the last epoch's, not across processes)."""
+        last = trainer.max_epochs is not None and 0 < trainer.max_epochs <= trainer.current_epoch + 1
+        if self.overlap is False or last or trainer.should_stop or trainer.world_size > 1:
+            return False
+        if self.overlap is None:  # where the training's steps leave a core idle (and the rules above allow it)
+            # one intra-op thread: with more, the pass's own OpenMP team would compete with the steps' for the cores
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            return (module.device.type == "cpu" and torch.get_num_threads() == 1 and cores > 1 and self.prefetch_views
+                    and not self.embedding_map and not self._monitored
+                    and isinstance(module, ContrastiveModule))
+        return isinstance(module, ContrastiveModule)
 
     def _send_image(self, trainer: pl.Trainer, key: str, path: Path) -> None:
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # W&B (and Neptune/MLflow-style image loggers)
                 logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
 
-    def _bank(self, module: pl.LightningModule) -> torch.Tensor | None:
+    def _bank(self, module: pl.LightningModule | Snapshot) -> torch.Tensor | None:
         """The keys the negatives' source offers the metrics (``NegativeSource.indexed_keys``), if any."""
-        return module.negatives.indexed_keys if isinstance(module, ContrastiveModule) else None
+        return module.negatives.indexed_keys if isinstance(module, (ContrastiveModule, Snapshot)) else None
 
     # -------------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -224,20 +326,64 @@ class EmbeddingMetrics(Callback):
         self.log_pending(trainer, pl_module)  # a resumed run: everything is restored by now
         if not self.log_initial or trainer.global_step > 0 or trainer.current_epoch > 0:
             return  # a resumed run logged its starting point already
-        values = self.compute(trainer, pl_module, initial=True)
+        self._log_row(trainer, self.compute(trainer, pl_module, initial=True), epoch=-1, step=0)
+
+    def _log_row(self, trainer: pl.Trainer, values: dict[str, Any], epoch: int, step: int) -> None:
+        """``values`` straight to the loggers at ``epoch`` and ``step`` (Lightning would stamp its own)."""
         row = {key: float(value) for key, value in values.items()}
-        row["epoch"] = -1
-        for logger in trainer.loggers:  # straight to the loggers: Lightning would stamp epoch 0
-            logger.log_metrics(row, step=0)
-        self._record_profile(trainer, -1, values)
+        row["epoch"] = epoch
+        for logger in trainer.loggers:
+            logger.log_metrics(row, step=step)
+        self._record_profile(trainer, epoch, values)
+        self.latest = {k: v for k, v in row.items() if k != "epoch"}
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._due(trainer):  # the workers augment this epoch's views while it trains
-            self._start(trainer, pl_module, trainer.current_epoch)
+            if self._job is not None:  # the last epoch's pass still reads its views: start once it is done
+                self._deferred = trainer.current_epoch
+            else:
+                self._start(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._collect(trainer, block=False)
+
+    def _collect(self, trainer: pl.Trainer, block: bool) -> None:
+        """The pass under way on another thread, once done: its values kept for :meth:`wait`, the next views started.
+
+        Raises:
+            Exception: whatever the pass raised, here, on the training thread.
+        """
+        if self._job is None or not (block or self._job[0].done()):
+            return
+        future, epoch, step = self._job
+        self._job = None
+        self._ready = (future.result(), epoch, step)
+        if self._deferred is not None:
+            seed, self._deferred = self._deferred, None
+            self._start(trainer, trainer.lightning_module, seed)
+
+    def wait(self, trainer: pl.Trainer) -> None:
+        """Log the metrics computed on another thread (``overlap``), waiting for the pass if it still runs.
+
+        The epoch after theirs calls it when it ends (and training's end, an exception, or a
+        benchmark's timer): a fixed point, so ``metrics.csv`` has the same rows in the same
+        order whichever thread finished first.
+
+        Raises:
+            Exception: whatever the pass raised, here, on the training thread.
+        """
+        self._collect(trainer, block=True)
+        if self._ready is not None:
+            values, epoch, step = self._ready
+            self._ready = None
+            self._log_row(trainer, values, epoch, step)
+            self.pending = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not self._due(trainer):
             return
+        self.wait(trainer)  # the last epoch's pass, if still under way: one at a time
         # the checkpoint below comes before the module's own epoch-end hook: a non-finite loss since
         # its last check must stop the run here, or its weights would replace the last good last.ckpt
         check = getattr(pl_module, "raise_if_nonfinite", None)
@@ -246,12 +392,34 @@ class EmbeddingMetrics(Callback):
         # Lightning logs epoch-end values at the last step of the epoch
         self.pending = {"epoch": trainer.current_epoch, "step": max(trainer.global_step - 1, 0)}
         self._save_checkpoints_now(trainer, pl_module)
+        if self._overlaps(trainer, pl_module):
+            self._submit(trainer, pl_module)
+            return
         values = self.compute(trainer, pl_module)
         for key, value in values.items():
             pl_module.log(key, value, on_step=False, on_epoch=True, rank_zero_only=False)
         self._record_profile(trainer, trainer.current_epoch, values)
+        self.latest = {key: float(value) for key, value in values.items()}
         self.pending = None
         self._rewrite_last_checkpoints(trainer)
+
+    def _submit(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """This epoch's metrics, on another thread, from a snapshot of the encoder and the bank.
+
+        ``last.ckpt`` keeps its pending mark until the next epoch's checkpoint replaces it: a run
+        resumed from it before then computes and logs the metrics again (``cli.py`` drops rows
+        logged for a pending step), whereas a mark cleared before the values were logged could
+        lose them.
+        """
+        epoch, step = self.pending["epoch"], self.pending["step"]
+        self._written_now = []
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-metrics")
+        self._job = (self._executor.submit(self._pass_off_thread, trainer, Snapshot(pl_module), epoch), epoch, step)
+
+    def _pass_off_thread(self, trainer: pl.Trainer, snapshot: Snapshot, epoch: int) -> dict[str, float]:
+        """The metrics of ``epoch`` from ``snapshot`` (on the other thread)."""
+        return {key: float(value) for key, value in self.compute(trainer, snapshot, epoch=epoch).items()}
 
     @staticmethod
     def _last_checkpoints(trainer: pl.Trainer) -> dict[str, int]:
@@ -280,22 +448,22 @@ class EmbeddingMetrics(Callback):
 
     def log_pending(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The metrics a resumed checkpoint left pending, logged at their own epoch and step."""
-        if self.pending is None:
+        if self.pending is None or self._job is not None or self._ready is not None:  # a pass logs them itself
             return
         epoch, step = int(self.pending["epoch"]), int(self.pending["step"])
-        values = self.compute(trainer, pl_module, epoch=epoch)
-        row = {key: float(value) for key, value in values.items()}
-        row["epoch"] = epoch
-        for logger in trainer.loggers:
-            logger.log_metrics(row, step=step)
-        self._record_profile(trainer, epoch, values)
+        self._log_row(trainer, self.compute(trainer, pl_module, epoch=epoch), epoch, step)
         self.pending = None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.wait(trainer)  # a run stopped before its last epoch (max_steps, max_time, early stopping)
         self.draw_plots(trainer)
         self._stop()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        try:  # the metrics of an epoch already trained are not lost
+            self.wait(trainer)
+        except Exception:  # noqa: BLE001 - the original exception is the one to report
+            self._job = None
         self._stop()
         try:  # the epochs recorded so far, drawn for the interrupted run
             self.draw_plots(trainer)
@@ -305,6 +473,9 @@ class EmbeddingMetrics(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stop()
         self._cache.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def _record_profile(self, trainer: pl.Trainer, epoch: int, values: dict[str, torch.Tensor]) -> None:
         self.profile[epoch] = (float(values["val/pos_sim"]),
@@ -340,7 +511,10 @@ class EmbeddingMetrics(Callback):
             self._pending[name] = (seed, iter(loader))
 
     def _stop(self) -> None:
-        """Let the worker processes go (they end with their loaders)."""
+        """Let the worker processes go (they end with their loaders), once no pass reads them."""
+        if self._job is not None:
+            self._job[0].exception()  # waits; what it raised is for wait() to report
+        self._deferred = None
         self._pending.clear()
         self._background.clear()
 
@@ -445,6 +619,8 @@ class EmbeddingMetrics(Callback):
         return queries
 
     def state_dict(self) -> dict[str, Any]:
+        # a checkpoint in the middle of an epoch saves the metrics of a pass not yet logged as pending:
+        # a run resumed from it computes and logs them again
         return {"profile": self.profile, "pending": self.pending}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -14,9 +14,10 @@ SHOWN = {"val/knn_top1": "knn"}
 class SuiteProgressBar(TQDMProgressBar):
     """``TQDMProgressBar`` that also shows ``knn``: the ``val/knn_top1`` of the last finished epoch.
 
-    ``EmbeddingMetrics`` logs it at the end of each epoch; the bar reads it from
-    ``trainer.callback_metrics`` (already on the host: the metric was computed there), so
-    nothing waits for the device. Absent before the first epoch ends.
+    ``EmbeddingMetrics`` logs it at the end of each epoch (with ``overlap``, at the end of
+    the next); the bar reads the value it last logged (``EmbeddingMetrics.latest``, else
+    ``trainer.callback_metrics``), already on the host, so nothing waits for the device.
+    Absent before the first epoch's metrics are logged.
 
     Args:
         refresh_rate: steps between refreshes of the bar (each refresh reads the logged values).
@@ -30,7 +31,9 @@ class SuiteProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         for key, short in SHOWN.items():
-            value = trainer.callback_metrics.get(key)
+            # what EmbeddingMetrics logged last (with overlap it logs after the epoch, straight to the loggers)
+            logged = [cb.latest[key] for cb in trainer.callbacks if key in (getattr(cb, "latest", None) or {})]
+            value = logged[0] if logged else trainer.callback_metrics.get(key)
             if value is not None:
                 items[short] = f"{float(value):.3f}"
         return items

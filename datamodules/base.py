@@ -368,7 +368,7 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
 
     # ------------------------------------------------------------------- loaders
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool = False,
-                sampler: Any = None) -> DataLoader:
+                sampler: Any = None, generator: torch.Generator | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             collate_fn=collate_batch,
@@ -379,6 +379,7 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             drop_last=drop_last,
             persistent_workers=self.num_workers > 0,
+            generator=generator,
         )
 
     #: side of every image of the dataset when they all share one (device augmentation needs it)
@@ -447,13 +448,15 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
             return 0
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
-    def _eval_loader(self, dataset: Dataset, distributed: bool | None = None) -> DataLoader:
+    def _eval_loader(self, dataset: Dataset, distributed: bool | None = None,
+                     generator: torch.Generator | None = None) -> DataLoader:
         """In order; under data parallelism each process reads its shard (padded with repeats)."""
         distributed = self.world_size > 1 if distributed is None else distributed
         sampler = None
         if distributed:
             sampler = DistributedSampler(dataset, shuffle=False, num_replicas=self.world_size, rank=self.global_rank)
-        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler)
+        return self._loader(dataset, self.per_device_eval_batch_size, shuffle=False, sampler=sampler,
+                            generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         _, held_idx = self._train_indices()
@@ -483,7 +486,9 @@ class ContrastiveDataModule(BatchProvider, pl.LightningDataModule):
         dataset: Dataset = IndexedDataset(data, transform, num_views)
         if stage != "none":
             dataset = SeededKeys(dataset, augmentation_seed)
-        return self._eval_loader(dataset, distributed)
+        # its own generator: iterating it draws nothing from the global one, so a metrics pass on
+        # another thread (EmbeddingMetrics(overlap=true)) leaves training's random stream alone
+        return self._eval_loader(dataset, distributed, generator=torch.Generator())
 
     def background_eval_loader(self, split: Literal["train", "test"], num_views: int = 1, limit: int | None = None,
                                background: bool = True, prefetch_bytes: int = 1 << 30) -> DataLoader:
