@@ -1,8 +1,8 @@
 """``EmbeddingMetrics(overlap=true)``: an epoch's metrics on another thread, the same values and the same training.
 
-The pass runs on a snapshot of the encoder and the bank while the next epoch trains. Each
-test runs the CPU recipe twice, in place and overlapped, and compares what was logged and
-trained: the metrics must be the same numbers at the same epoch and step, and the training
+The pass runs on a snapshot of the encoder and the bank while the next epoch trains. The
+first test runs the CPU recipe twice, in place and overlapped, and compares what was logged and
+trained (the pending mark left in ``last.ckpt`` shows the overlapped run did overlap): the metrics must be the same numbers at the same epoch and step, and the training
 itself (its losses and weights) must not notice the thread, which would happen if the pass
 drew from the global random generator the training's augmentation draws from.
 """
