@@ -47,6 +47,9 @@ NOT_RECIPE = ("seed_everything", "ckpt_path", "trainer.logger", "trainer.default
 FIG8_KEYS = {"view": ("val/pos_sim", "val/neg_sim_{}"), "bank": ("val/pos_sim_bank", "val/neg_sim_bank_{}")}
 #: callback arguments that name folders or files, not what is trained or measured
 CALLBACK_PATHS = ("dirpath", "filename")
+#: callback arguments that change how the metrics are computed, not their values (EmbeddingMetrics': where the
+#: views are made, and whether the pass runs beside the next epoch; tests/test_fast_epoch.py, tests/test_overlap.py)
+CALLBACK_HOW = ("prefetch_views", "overlap")
 #: callbacks that only show progress
 DISPLAY_CALLBACKS = ("ProgressBar",)
 _ACCURACY = re.compile(r"(^|[/_])top\d+(_|$)")
@@ -199,7 +202,8 @@ def _drop(config: dict, dotted: str) -> None:
 
 
 def recipe(config: dict[str, Any]) -> dict[str, Any]:
-    """The resolved pretraining config minus :data:`NOT_RECIPE`, display-only callbacks and callbacks' paths."""
+    """The resolved pretraining config minus :data:`NOT_RECIPE`, display-only callbacks, callbacks' paths and
+    :data:`CALLBACK_HOW`."""
     out = copy.deepcopy(config)
     for dotted in NOT_RECIPE:
         _drop(out, dotted)
@@ -210,7 +214,7 @@ def recipe(config: dict[str, Any]) -> dict[str, Any]:
             if isinstance(callback, dict):
                 if any(name in str(callback.get("class_path", "")) for name in DISPLAY_CALLBACKS):
                     continue
-                for name in CALLBACK_PATHS:
+                for name in CALLBACK_PATHS + CALLBACK_HOW:
                     (callback.get("init_args") or {}).pop(name, None)
             kept.append(callback)
         out["trainer"]["callbacks"] = kept

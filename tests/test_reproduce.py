@@ -390,6 +390,14 @@ def test_the_recipe_leaves_out_only_what_seeds_of_one_cell_may_change_and_groups
     assert recipe == {"trainer": {"max_epochs": 2, "callbacks": [{
         "class_path": "pytorch_lightning.callbacks.ModelCheckpoint", "init_args": {"every_n_epochs": 1}}]},
         "model": config["model"], "data": config["data"]}  # the data folder is part of the recipe
+    # how the metrics are computed is not the recipe (the same values): runs from before `overlap` existed group
+    # with runs that have it
+    metrics = {"class_path": "callbacks.EmbeddingMetrics", "init_args": {"knn_k": 200, "prefetch_views": True}}
+    newer = {"class_path": "callbacks.EmbeddingMetrics",
+             "init_args": {"knn_k": 200, "prefetch_views": False, "overlap": None}}
+    assert runs.recipe({"trainer": {"callbacks": [metrics]}}) == runs.recipe({"trainer": {"callbacks": [newer]}})
+    assert runs.recipe({"trainer": {"callbacks": [metrics]}}) != runs.recipe(
+        {"trainer": {"callbacks": [{**newer, "init_args": {"knn_k": 50}}]}})  # what is measured still counts
 
     def run(name: str, seed: int, epochs: int = 2, **changes) -> runs.Run:
         flat = {"trainer.max_epochs": 2, "data.init_args.data_dir": "data/a", **changes}
