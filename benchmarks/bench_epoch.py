@@ -5,8 +5,8 @@
 
 Each recipe is built by ``cli.py`` exactly as ``fit`` builds it (its YAML files, every
 callback, the metrics every epoch on the whole test split, checkpoints) and trained for
-``--epochs`` epochs. Before every epoch, a callback (the first in the list, so nothing of
-the suite's runs during it) times one epoch of a bare loop: the same uint8 images in memory,
+``--epochs`` epochs. With ``--block 1``, before every epoch a callback (the first in the list,
+so nothing of the suite's runs during it) times one epoch of a bare loop: the same uint8 images in memory,
 a random order, the device augmentation of ``num_views`` views, the module's encoder, negatives'
 source and loss (copies, so the suite's training is not touched), backward, SGD and the bank
 update, without Lightning, loaders or metrics. The suite's epoch is the wall time from the end
@@ -15,7 +15,7 @@ steps, augmentation, loader, logging, metrics and checkpoints. Epoch 0 (warm-up)
 the ratio of every later epoch is printed with the min and median, since bare and suite
 alternate and see the same machine load.
 
-``--block K`` alternates blocks of K epochs instead: K bare epochs, then K suite epochs back
+``--block K`` (5 by default) alternates blocks of K epochs instead: K bare epochs, then K suite epochs back
 to back (the last block may be shorter). That is the measure where the metrics overlap
 (``EmbeddingMetrics(overlap=...)``, on by default where the steps leave a core idle, as
 with ``OMP_NUM_THREADS=1``: an epoch's metrics run on another thread while the next epoch
@@ -100,7 +100,7 @@ PROFILE_ROWS = [
 
 
 class Interleave(pl.Callback):
-    """Before every suite epoch, one bare epoch; records both wall times and CPU times."""
+    """Before every block of ``block`` suite epochs (and epoch 0), as many bare epochs; records wall and CPU times."""
 
     def __init__(self, steps: int | None, block: int = 1) -> None:
         self.steps = steps
