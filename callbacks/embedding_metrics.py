@@ -177,7 +177,8 @@ class EmbeddingMetrics(Callback):
     the encoder and the bank taken when the epoch ends: the same values, logged with their
     own epoch and step when the next epoch ends (a fixed point: the same rows in the same
     order every run); ``last.ckpt`` keeps the epoch's metrics pending until the next one
-    replaces it, so a run resumed from it computes them again. The last epoch's
+    replaces it, so a run resumed from it computes them again. A checkpoint saved in the
+    middle of the next epoch (a requeue) logs them first: its weights are not the epoch's. The last epoch's
     metrics are computed in place, so ``fit`` returns with everything logged. A callback
     that monitors a ``val/`` or ``bank/`` value (early stopping, a best checkpoint) needs
     it at the epoch's end: ``overlap`` is then off (refused if asked for). Under data
@@ -416,6 +417,7 @@ class EmbeddingMetrics(Callback):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedding-metrics")
         self._job = (self._executor.submit(self._pass_off_thread, trainer, Snapshot(pl_module), epoch), epoch, step)
+        self._job_trainer = trainer
 
     def _pass_off_thread(self, trainer: pl.Trainer, snapshot: Snapshot, epoch: int) -> dict[str, float]:
         """The metrics of ``epoch`` from ``snapshot`` (on the other thread)."""
@@ -619,8 +621,10 @@ class EmbeddingMetrics(Callback):
         return queries
 
     def state_dict(self) -> dict[str, Any]:
-        # a checkpoint in the middle of an epoch saves the metrics of a pass not yet logged as pending:
-        # a run resumed from it computes and logs them again
+        if self._job is not None or self._ready is not None:
+            # a checkpoint in the middle of the next epoch (a requeue): the pass's metrics are logged first, so
+            # nothing is pending in it; pending, a run resumed from it would compute them from its later weights
+            self.wait(self._job_trainer)
         return {"profile": self.profile, "pending": self.pending}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

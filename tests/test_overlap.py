@@ -9,6 +9,7 @@ drew from the global random generator the training's augmentation draws from.
 
 from __future__ import annotations
 
+import copy
 import csv
 import os
 import shutil
@@ -45,6 +46,18 @@ class KeepLastCheckpoint(pl.Callback):
             shutil.copy(trainer.checkpoint_callback.last_model_path, self.to)
 
 
+class StateMidEpoch(pl.Callback):
+    """At batch 1 of epoch ``epoch``, what the metrics callback would save in a checkpoint (a requeue's)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch, self.saved = epoch, None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 1:
+            metrics = [cb for cb in trainer.callbacks if isinstance(cb, EmbeddingMetrics)][0]
+            self.saved = copy.deepcopy(metrics.state_dict())  # as saved then
+
+
 def _fit(data: Path, out: Path, overlap: bool, *extra: str, keep: Path | None = None):
     import cli
     from tests.conftest import quick_args
@@ -54,7 +67,7 @@ def _fit(data: Path, out: Path, overlap: bool, *extra: str, keep: Path | None = 
                       epochs=3, batches=None, batch_size=64, configs=("configs/experiments/cpu_reproduction.yaml",))
     run = cli.main(args[1:], run=False)
     if keep is not None:
-        run.trainer.callbacks.append(KeepLastCheckpoint(2, keep))
+        run.trainer.callbacks += [KeepLastCheckpoint(2, keep), StateMidEpoch(2)]
     run.trainer.fit(run.model, datamodule=run.datamodule)
     return run
 
@@ -77,6 +90,10 @@ def test_overlapped_metrics_are_the_same_numbers_and_leave_training_alone(cifar_
     # last.ckpt of epoch 1, as the next epoch starts: its metrics still pending (a resumed run computes them again)
     state = torch.load(kept, map_location="cpu", weights_only=False)["callbacks"][metrics.state_key]
     assert state["pending"] == {"epoch": 1, "step": 7} and sorted(state["profile"]) == [-1, 0]
+    # a checkpoint saved in the middle of epoch 2 (a requeue): epoch 1's metrics logged first, nothing pending,
+    # since a run resumed from it would compute them from weights that are no longer epoch 1's
+    mid = [cb for cb in overlapped.trainer.callbacks if isinstance(cb, StateMidEpoch)][0].saved
+    assert mid["pending"] is None and sorted(mid["profile"]) == [-1, 0, 1]
     final = torch.load(overlapped.trainer.checkpoint_callback.last_model_path, map_location="cpu", weights_only=False)
     assert final["callbacks"][metrics.state_key]["pending"] is None  # the last epoch's metrics: in place
 
