@@ -7,17 +7,17 @@ import copy
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from callbacks import metrics as M
 from callbacks import plots
 from datamodules.batch import as_views
-from lightning_modules.contrastive import ContrastiveModule
+from lightning_modules.contrastive import ContrastiveModule, unit_embedding
 
 
 #: most bytes of non-augmented images EmbeddingMetrics keeps between epochs (they do not change)
@@ -114,7 +114,7 @@ class Snapshot:
         self.channels_last = module.channels_last
         self.encoder = copy.deepcopy(module.encoder).eval()
         keys = module.negatives.indexed_keys
-        self.negatives = _Keys(None if keys is None else keys.detach().clone())
+        self.negatives = SimpleNamespace(indexed_keys=None if keys is None else keys.detach().clone())
 
     def eval(self) -> "Snapshot":
         return self
@@ -124,16 +124,7 @@ class Snapshot:
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, out_dim) L2-normalised, as :meth:`ContrastiveModule.embed`."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return F.normalize(self.encoder(x).float(), dim=1)
-
-
-class _Keys:
-    """The ``indexed_keys`` of a negatives' source, kept by a :class:`Snapshot`."""
-
-    def __init__(self, keys: torch.Tensor | None) -> None:
-        self.indexed_keys = keys
+        return unit_embedding(self.encoder, x, self.channels_last)
 
 
 class EmbeddingMetrics(Callback):

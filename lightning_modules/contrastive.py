@@ -43,6 +43,13 @@ def as_record(out: Similarities | tuple[torch.Tensor, torch.Tensor]) -> Similari
     return Similarities(pos.unsqueeze(1), neg)
 
 
+def unit_embedding(encoder: nn.Module, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """L2-normalised ``encoder(x)``, (B, out_dim) in fp32; ``x`` in channels-last memory format when asked."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return F.normalize(encoder(x).float(), dim=1)
+
+
 def gather_detached(x: torch.Tensor) -> torch.Tensor:
     """``x`` from every process, concatenated in rank order, without gradient: what a loss that
     normalises over the global batch (DCLW's weights, MACL's alignment) receives as its ``gather``."""
@@ -169,9 +176,7 @@ class ContrastiveModule(SuiteModule):
     # --------------------------------------------------------------------- model
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised embeddings f(x), (B, out_dim), in fp32."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return F.normalize(self._run_encoder[0](x).float(), dim=1)
+        return unit_embedding(self._run_encoder[0], x, self.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)

@@ -131,20 +131,15 @@ def test_overlap_by_default_where_the_steps_leave_a_core_idle_and_nothing_monito
     from lightning_modules.encoders import SmallConvEncoder
 
     module = ContrastiveModule(encoder=SmallConvEncoder(width=8, out_dim=16), num_samples=10)
-    trainer = SimpleNamespace(max_epochs=5, current_epoch=0, should_stop=False, world_size=1,
-                              log_dir=str(tmp_path), default_root_dir=str(tmp_path), callbacks=[])
 
-    def decides(threads: int, monitor: str | None = None, **kw) -> bool:
+    def decides(threads: int, monitor: str | None = None, **state) -> bool:
         monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
         metrics = EmbeddingMetrics()
-        trainer.callbacks = [metrics] + ([SimpleNamespace(monitor=monitor)] if monitor else [])
+        trainer = SimpleNamespace(**{"max_epochs": 5, "current_epoch": 0, "should_stop": False, "world_size": 1,
+                                     "log_dir": str(tmp_path), "default_root_dir": str(tmp_path), **state},
+                                  callbacks=[metrics] + ([SimpleNamespace(monitor=monitor)] if monitor else []))
         metrics.setup(trainer, module, "fit")
-        state = dict(vars(trainer))
-        vars(trainer).update(kw)
-        try:
-            return metrics._overlaps(trainer, module)
-        finally:
-            vars(trainer).update(state)
+        return metrics._overlaps(trainer, module)
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cores > 1:
